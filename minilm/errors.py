@@ -16,8 +16,11 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-class UserError(Exception):
-    """A problem with the user's input, data or flags; the message is shown as is."""
+class UserError(ValueError):
+    """A problem with the user's input, data or flags; the message is shown as is.
+
+    A ValueError subclass, so library callers can catch the usual exception type.
+    """
 
 
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
