@@ -1,0 +1,103 @@
+"""Checkpoint directories: atomic writes, safe loads, config and tokenizer next to the weights.
+
+A checkpoint dir (out/pretrain, out/finetune, ...) holds
+    config.json      {"kind": ..., "model": ModelConfig fields, "job": the job's settings, ...}
+    model.pt         a plain state_dict, loadable with torch.load(weights_only=True)
+    tokenizer.model  the SentencePiece model the token ids came from
+
+Every file is written to a temporary name in the same folder and then renamed over the old one.
+os.replace is atomic on POSIX and Windows, so a crash (or kill -9) at any moment leaves either
+the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from minilm.config import ModelConfig
+from minilm.errors import UserError
+
+
+def atomic_write(path: str | Path, write_fn) -> None:
+    """Call write_fn(tmp_path), then atomically move tmp_path to path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_json(obj: Any, path: str | Path) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def load_torch(path: str | Path) -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only, never code.
+
+    A pickle can run arbitrary code when unpickled; weights_only refuses anything that is not
+    tensors, numbers, strings, lists, dicts, so a malicious or wrong file fails instead of running.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path} is not a plain tensor checkpoint (refused to load it: {first_line})") from None
+
+
+def read_config(ckpt_dir: str | Path) -> dict[str, Any]:
+    """The parsed config.json of a checkpoint dir, with a clear error if it is not one."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        raise UserError(f"checkpoint dir {ckpt_dir} does not exist")
+    path = ckpt_dir / "config.json"
+    if not path.is_file():
+        raise UserError(f"{ckpt_dir} is not a minilm checkpoint dir (no config.json in it)")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(config, dict) or "model" not in config:
+        raise UserError(f"{path} has no 'model' section; was it written by minilm?")
+    return config
+
+
+def load_model_config(ckpt_dir: str | Path) -> ModelConfig:
+    return ModelConfig.from_dict(read_config(ckpt_dir)["model"])
+
+
+def load_state_dict(ckpt_dir: str | Path) -> dict[str, torch.Tensor]:
+    """model.pt of a checkpoint dir, refused unless it is a dict of tensors."""
+    path = Path(ckpt_dir) / "model.pt"
+    state = load_torch(path)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path} is not a plain state_dict (a dict of tensors)")
+    return state
+
+
+def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """load_state_dict with a one-line error when the checkpoint does not fit the model."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        detail = str(err).strip().splitlines()
+        raise UserError(f"weights in {source} do not fit the model in its config.json "
+                        f"({detail[1].strip() if len(detail) > 1 else detail[0]})") from None
