@@ -248,7 +248,7 @@ def classification_batches(
     shuffle=True orders examples by a permutation drawn from (seed, epoch): a new order every
     epoch, the same order on every rerun. With world_size > 1 each rank takes every
     world_size-th example of that order (after dropping the few that do not divide evenly, so
-    all ranks run the same number of steps).
+    all ranks run the same number of steps); evaluate with world_size=1 to see every example.
     """
     order = np.random.default_rng([seed, epoch]).permutation(len(seqs)) if shuffle else np.arange(len(seqs))
     order = order[: len(order) - len(order) % world_size][rank::world_size]

@@ -231,7 +231,10 @@ def _cache_is_current(cache_dir: Path, wanted: dict) -> dict | None:
     meta_path = cache_dir / "meta.json"
     if not meta_path.is_file():
         return None
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError:
+        return None
     if {key: meta.get(key) for key in wanted} != wanted:
         return None
     itemsize = np.dtype(meta["dtype"]).itemsize
@@ -255,7 +258,8 @@ class LMBatcher:
 
     DDP: every rank draws the same world_size * batch_size starts and keeps its own slice
     [rank * batch_size, (rank + 1) * batch_size). The global batch is therefore exactly the batch
-    a single process with batch_size * world_size would draw, and no two ranks share a window.
+    a single process with batch_size * world_size would draw, and ranks never repeat each other.
+    `name` ("train split", "val split") only makes the too-short error say which stream it is.
     """
 
     def __init__(
@@ -266,13 +270,14 @@ class LMBatcher:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
+        name: str = "token stream",
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
         if len(tokens) < context_length + 1:
             raise UserError(
-                f"the token stream has {len(tokens)} tokens but one training window needs "
-                f"context_length + 1 = {context_length + 1}: use a smaller --context-length or more text"
+                f"the {name} has {len(tokens)} tokens but one window needs context_length + 1 = "
+                f"{context_length + 1}: use a smaller --context-length or more text"
             )
         self.tokens = tokens
         self.context_length = context_length
@@ -310,10 +315,15 @@ class LMBatcher:
 
 
 def fixed_batches(
-    tokens: np.ndarray, context_length: int, batch_size: int, n_batches: int, seed: int = 0
+    tokens: np.ndarray,
+    context_length: int,
+    batch_size: int,
+    n_batches: int,
+    seed: int = 0,
+    name: str = "val split",
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The same `n_batches` (x, y) batches every call: evaluate on these so val losses compare."""
-    batcher = LMBatcher(tokens, context_length, batch_size, seed)
+    batcher = LMBatcher(tokens, context_length, batch_size, seed, name=name)
     return [batcher.batch_at(step) for step in range(n_batches)]
 
 

@@ -177,8 +177,10 @@ def test_ranks_split_the_single_process_batch():
 
 
 def test_too_few_tokens_says_how_many():
-    with pytest.raises(UserError, match=r"has 10 tokens.*context_length \+ 1 = 17.*--context-length"):
-        LMBatcher(TOKENS[:10], context_length=16, batch_size=2, seed=0)
+    with pytest.raises(
+        UserError, match=r"val split has 10 tokens.*context_length \+ 1 = 17.*--context-length"
+    ):
+        fixed_batches(TOKENS[:10], context_length=16, batch_size=2, n_batches=1)
     x, _ = LMBatcher(TOKENS[:17], context_length=16, batch_size=2, seed=0).next_batch()
     assert x[:, 0].tolist() == [0, 0]  # exactly one window fits
 
@@ -305,7 +307,10 @@ def test_classification_batches_cover_every_example_once_per_epoch():
     labels = list(range(10))
 
     def epoch_labels(epoch, **kw):
-        return [y.tolist() for _, _, y in classification_batches(seqs, labels, 4, 0, True, 0, epoch, **kw)]
+        batches = classification_batches(
+            seqs, labels, batch_size=4, pad_id=0, shuffle=True, epoch=epoch, **kw
+        )
+        return [y.tolist() for _, _, y in batches]
 
     first = epoch_labels(0)
     assert [len(b) for b in first] == [4, 4, 2] and sorted(sum(first, [])) == labels
