@@ -128,7 +128,8 @@ class CausalSelfAttention(nn.Module):
     def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                   padding_mask: torch.Tensor | None) -> torch.Tensor:
         T, Tk = q.size(2), k.size(2)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)  # (B, nh, T, hs) @ (B, nh, hs, Tk) -> (B, nh, T, Tk)
+        # (B, nh, T, hs) @ (B, nh, hs, Tk) -> (B, nh, T, Tk): one score per (query, key) pair
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)
         allowed = attention_mask_for(T, Tk, padding_mask, q.device)  # (B|1, 1, T, Tk)
         scores = scores.masked_fill(~allowed, float("-inf"))  # + M: exp(-inf) = 0 weight
         weights = torch.softmax(scores, dim=-1)  # (B, nh, T, Tk): each row sums to 1

@@ -101,3 +101,19 @@ def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], so
         detail = str(err).strip().splitlines()
         raise UserError(f"weights in {source} do not fit the model in its config.json "
                         f"({detail[1].strip() if len(detail) > 1 else detail[0]})") from None
+
+
+def claim_out_dir(out: Path, resume: bool, overwrite: bool, job: str) -> None:
+    """Make sure starting a run in `out` cannot destroy a previous run by accident.
+
+    A dir that already holds a checkpoint is only reused with --resume (continue it) or
+    --overwrite (replace it); --resume on a dir with nothing to resume is an error too.
+    """
+    has_state = (out / "trainer_state.pt").is_file()
+    has_run = has_state or (out / "model.pt").is_file()
+    if resume and not has_state:
+        raise UserError(f"nothing to resume in {out} (no trainer_state.pt); drop --resume to start a new run")
+    if has_run and not resume and not overwrite:
+        raise UserError(f"{out} already holds a {job} run; pass --resume to continue it, --overwrite to "
+                        f"replace it, or --out to choose another dir")
+    out.mkdir(parents=True, exist_ok=True)

@@ -119,3 +119,54 @@ PRESETS: dict[str, dict[str, int]] = {
     # GPT-2 small's shape (124M with its 50k vocabulary): for a GPU
     "gpt2-small": dict(context_length=1024, n_layer=12, n_head=12, d_model=768),
 }
+
+
+@dataclass
+class PretrainConfig:
+    """Everything train_pretrain.py can be told. Model sizes come from --preset, then flags."""
+
+    data: str = option("", "pretraining text: a .txt file (one document per line), a folder of .txt "
+                           "files, or a .jsonl file with a \"text\" field; empty = the embedded default "
+                           "review corpus, generated in data/reviews on first use")
+    out: str = option("out/pretrain", "output dir: config.json, model.pt, tokenizer.model, metrics.csv, ...")
+    preset: str = option("small", "model size: tiny (tests), small (laptop CPU, minutes), medium (long CPU "
+                                  "or short GPU run), gpt2-small (GPU)", tuple(PRESETS))
+    vocab_size: int = option(4096, "tokenizer vocabulary size (trained on --data); the model's vocab_size")
+    tokenizer_type: str = option("bpe", "SentencePiece algorithm for the tokenizer", ("bpe", "unigram"))
+    val_fraction: float = option(0.05, "share of documents held out for validation")
+    batch_size: int = option(32, "sequences per micro-batch per process")
+    grad_accum: int = option(1, "micro-batches per optimizer step (global batch = batch_size x grad_accum "
+                                "x processes)")
+    lr: float = option(3e-3, "peak learning rate (small models tolerate larger rates; GPT-2 small used 6e-4)")
+    min_lr: float = option(3e-4, "learning rate at the end of the cosine decay")
+    warmup_steps: int = option(100, "steps of linear warmup from 0 to --lr")
+    weight_decay: float = option(0.1, "AdamW decoupled weight decay on weight matrices")
+    grad_clip: float = option(1.0, "clip the global gradient norm to this (0 = off)")
+    max_steps: int = option(2000, "total optimizer steps of the run")
+    max_time: float = option(6.0, "stop after this many minutes of training (0 = no limit); the lr schedule "
+                                  "then follows time, so the run still decays to --min-lr")
+    eval_every: int = option(100, "evaluate validation loss every N steps")
+    eval_batches: int = option(20, "fixed validation batches per evaluation")
+    save_every: int = option(200, "write trainer_state.pt (for --resume) every N steps")
+    num_samples: int = option(3, "texts to generate at the end of the run")
+    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    dtype: str = option("auto", "training precision; auto = bf16 on a recent GPU, fp32 elsewhere",
+                        ("auto", "fp32", "bf16", "fp16"))
+    compile: bool = option(False, "torch.compile the model (faster on GPUs after a minute of compiling)")
+    seed: int = option(1337, "random seed: same seed, same data order, same initial weights")
+    resume: bool = option(False, "continue the run saved in --out from its trainer_state.pt")
+    overwrite: bool = option(False, "start a new run even if --out already holds one (its files are replaced)")
+    model: dict = field(default_factory=dict)  # ModelConfig fields given as flags; override the preset
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        for name in ("batch_size", "eval_every", "eval_batches", "save_every", "vocab_size"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise UserError(f"--val-fraction must be between 0 and 0.5, got {self.val_fraction}")
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        """The preset's sizes, overridden by any ModelConfig flag the user gave."""
+        return ModelConfig(**{**PRESETS[self.preset], **self.model, "vocab_size": vocab_size})

@@ -1,0 +1,264 @@
+"""The pretraining job: text -> tokenizer -> token cache -> MiniLM trained on next-token prediction.
+
+Reads top to bottom: config -> out dir -> data -> model -> trainer -> loop -> report.
+`run(cfg)` is what train_pretrain.py and the tests call; `cli()` parses the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from minilm.checkpoint import atomic_write, claim_out_dir, load_torch, read_config, save_json, save_torch
+from minilm.cli import add_flags, command_line, values_for
+from minilm.config import ModelConfig, PretrainConfig
+from minilm.errors import UserError, exit_on_user_error
+from minilm.lm_data import LMBatcher, build_token_cache, fixed_batches, unigram_cross_entropy
+from minilm.metrics import perplexity
+from minilm.model import MiniLM
+from minilm.plots import plot_curves
+from minilm.reviews_world import ensure_default_data
+from minilm.runtime import (
+    autocast,
+    enable_tf32,
+    init_distributed,
+    resolve_dtype,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from minilm.tokenizer import Tokenizer
+from minilm.trainer import OptimSettings, Trainer, check_settings, wrap_ddp
+
+METRIC_COLUMNS = ["step", "tokens", "lr", "train_loss", "val_loss", "val_ppl", "val_bpb", "elapsed_s", "tokens_per_s"]
+
+
+def lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    x, y = batch  # (B, T) each, already on the device
+    _, loss = model(x, targets=y)
+    return loss
+
+
+@torch.no_grad()
+def evaluate(model: MiniLM, batches: list, device: torch.device, trainer: Trainer) -> float:
+    """Mean next-token loss over fixed validation batches (the same batches every time)."""
+    model.eval()
+    losses = []
+    for x, y in batches:
+        with autocast(device, trainer.dtype):
+            _, loss = model(x.to(device), targets=y.to(device))
+        losses.append(loss.item())
+    return sum(losses) / len(losses)
+
+
+def bytes_per_token(tokens, tokenizer: Tokenizer) -> float:
+    """UTF-8 bytes of text per token in a stream, each end-of-document counting as one byte
+    (the newline that ended the line). Turns nats/token into bits per byte."""
+    n_docs = int((tokens == tokenizer.eos_id).sum())
+    n_bytes = len(tokenizer.decode(tokens.tolist()).encode("utf-8")) + n_docs
+    return n_bytes / len(tokens)
+
+
+def prepare_tokens(cfg: PretrainConfig, out: Path, data_path: Path, ddp, resume: bool):
+    """Train (or, on resume, reload) the tokenizer, then tokenize the corpus into out/tokens."""
+    tok_path = out / "tokenizer.model"
+    if ddp.is_main:
+        if not resume:
+            print(f"training a {cfg.tokenizer_type} tokenizer with {cfg.vocab_size} pieces on {data_path}")
+            Tokenizer.train(data_path, tok_path, cfg.vocab_size, cfg.tokenizer_type)
+        build_token_cache(data_path, Tokenizer.load(tok_path), out / "tokens", cfg.val_fraction)
+    ddp.barrier()  # the other processes wait for rank 0's tokenizer and cache, then reuse them
+    tokenizer = Tokenizer.load(tok_path)
+    return tokenizer, build_token_cache(data_path, tokenizer, out / "tokens", cfg.val_fraction)
+
+
+def resolve_model_config(cfg: PretrainConfig, out: Path, vocab_size: int, resume: bool) -> ModelConfig:
+    wanted = cfg.model_config(vocab_size)
+    if resume:
+        saved = ModelConfig.from_dict(read_config(out)["model"])
+        if saved != wanted:
+            diff = {k: (v, wanted.to_dict()[k]) for k, v in saved.to_dict().items() if wanted.to_dict()[k] != v}
+            raise UserError(f"--resume: the flags describe a different model than {out} holds "
+                            f"(saved vs flags: {diff}); resume with the original command")
+    return wanted
+
+
+def run(cfg: PretrainConfig) -> dict:
+    """Pretrain a MiniLM as `cfg` says; return the final report (also printed and saved)."""
+    ddp, device = init_distributed(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    settings = OptimSettings(cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps, cfg.max_time,
+                             cfg.weight_decay, cfg.grad_clip, cfg.grad_accum)
+    check_settings(settings)
+    out = Path(cfg.out)
+    if ddp.is_main:
+        claim_out_dir(out, cfg.resume, cfg.overwrite, "pretraining")
+    enable_tf32()
+    seed_everything(cfg.seed)
+    log = print if ddp.is_main else (lambda *a, **k: None)
+
+    # -- data --------------------------------------------------------------------------------
+    data_path = Path(cfg.data) if cfg.data else ensure_default_data()["unlabeled"]
+    tokenizer, cache = prepare_tokens(cfg, out, data_path, ddp, cfg.resume)
+    log(f"corpus: {cache.meta['train_tokens']:,} train tokens, {cache.meta['val_tokens']:,} val tokens "
+        f"({cache.meta['train_documents']:,} + {cache.meta['val_documents']:,} documents)"
+        + (" [token cache reused]" if cache.reused else ""))
+
+    # -- model -------------------------------------------------------------------------------
+    model_cfg = resolve_model_config(cfg, out, tokenizer.vocab_size, cfg.resume)
+    T = model_cfg.context_length
+    model = MiniLM(model_cfg).to(device)
+    batcher = LMBatcher(cache.train, T, cfg.batch_size, cfg.seed, ddp.rank, ddp.world_size, name="train split")
+    val_batches = fixed_batches(cache.val, T, cfg.batch_size, cfg.eval_batches, seed=cfg.seed)
+    unigram = unigram_cross_entropy(cache.train, cache.val, tokenizer.vocab_size)
+    val_bytes_per_token = bytes_per_token(cache.val, tokenizer)
+
+    trainer = Trainer(model, settings, device, dtype, ddp_model=wrap_ddp(model, device, ddp.enabled))
+    history = {"rows": [], "best_val": math.inf, "loss_sum": 0.0, "loss_steps": 0}
+    if cfg.resume:
+        state = load_torch(out / "trainer_state.pt")
+        model.load_state_dict(state["model"])
+        trainer.load_state_dict(state["trainer"])
+        batcher.load_state_dict(state["batcher"])
+        set_rng_state(state["rng"])
+        history = state["history"]
+        log(f"resuming {out} at step {trainer.step_count}")
+    else:
+        if ddp.is_main:
+            save_json({"kind": "pretrain", "model": model_cfg.to_dict(), "job": asdict(cfg),
+                       "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
+                       "command": command_line(), "torch": torch.__version__}, out / "config.json")
+    step_model = torch.compile(model) if cfg.compile else model
+    if cfg.compile and trainer.ddp_model is not None:
+        trainer.ddp_model = torch.compile(trainer.ddp_model)
+    elif cfg.compile:
+        trainer.ddp_model = step_model  # the trainer calls the compiled module; weights are shared
+
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * ddp.world_size * T
+    log(f"model: {model.num_parameters():,} parameters ({model_cfg.n_layer} layers x {model_cfg.d_model} wide, "
+        f"{model_cfg.n_head} heads, context {T}, {model_cfg.pos_encoding} positions) on {device} {dtype}; "
+        f"{tokens_per_step:,} tokens per step")
+    log(f"unigram baseline (no context): val loss {unigram:.3f}, perplexity {perplexity(unigram):,.1f}")
+
+    def save_state() -> None:
+        save_torch({"model": model.state_dict(), "trainer": trainer.state_dict(), "batcher": batcher.state_dict(),
+                    "rng": rng_state(), "history": history}, out / "trainer_state.pt")
+
+    # -- the loop ----------------------------------------------------------------------------
+    bar = tqdm(total=cfg.max_steps or None, initial=trainer.step_count, disable=not ddp.is_main,
+               unit="step", dynamic_ncols=True)
+    started = time.perf_counter()
+    while not trainer.done:
+        micro = [tuple(t.to(device, non_blocking=True) for t in batcher.next_batch()) for _ in range(cfg.grad_accum)]
+        try:
+            loss = trainer.step(micro, lm_loss)
+        except FloatingPointError as err:
+            last = f"{out / 'trainer_state.pt'} (step {history['rows'][-1]['step']})" if history["rows"] else "none yet"
+            raise UserError(f"{err}; training stopped. Last good checkpoint: {last}. Try a lower --lr "
+                            f"or --dtype fp32") from None
+        history["loss_sum"] += loss
+        history["loss_steps"] += 1
+        step = trainer.step_count
+        tok_s = tokens_per_step * step / max(trainer.elapsed, 1e-9)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{trainer.lr:.2e}", tok_s=f"{tok_s:,.0f}")
+        if step % cfg.eval_every == 0 or trainer.done:
+            val = evaluate(model, val_batches, device, trainer)
+            row = {"step": step, "tokens": step * tokens_per_step, "lr": trainer.lr,
+                   "train_loss": history["loss_sum"] / history["loss_steps"], "val_loss": val,
+                   "val_ppl": perplexity(val), "val_bpb": val / math.log(2) / val_bytes_per_token,
+                   "elapsed_s": trainer.elapsed, "tokens_per_s": tok_s}
+            history["rows"].append(row)
+            history["loss_sum"], history["loss_steps"] = 0.0, 0
+            if ddp.is_main:
+                bar.write(f"step {step:5d} | train loss {row['train_loss']:.3f} | val loss {val:.3f} | "
+                          f"val ppl {row['val_ppl']:.1f} | val bpb {row['val_bpb']:.3f}")
+                if val < history["best_val"]:
+                    history["best_val"] = val
+                    save_torch(model.state_dict(), out / "model.pt")  # best so far: what fine-tuning uses
+                write_metrics(history["rows"], out)
+        if ddp.is_main and (step % cfg.save_every == 0 or trainer.done):
+            save_state()
+    bar.close()
+
+    report = {}
+    if ddp.is_main:
+        report = final_report(cfg, out, model, tokenizer, history, unigram, trainer, tokens_per_step,
+                              time.perf_counter() - started, device)
+    ddp.close()
+    return report
+
+
+def write_metrics(rows: list[dict], out: Path) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+    atomic_write(out / "metrics.csv", write)
+    plot_curves(rows, "step", ["train_loss", "val_loss"], out / "loss.png", "pretraining loss (nats/token)")
+
+
+def final_report(cfg, out, model, tokenizer, history, unigram, trainer, tokens_per_step, wall, device) -> dict:
+    """Print and save what the run achieved, with generated samples from the best weights."""
+    model.load_state_dict(load_torch(out / "model.pt"))
+    best = history["best_val"]
+    best_row = min(history["rows"], key=lambda r: r["val_loss"])
+    samples = generate_samples(model, tokenizer, cfg.num_samples, device, cfg.seed)
+    (out / "samples.txt").write_text("\n\n".join(samples) + "\n")
+    report = {"steps": trainer.step_count, "tokens_seen": trainer.step_count * tokens_per_step,
+              "train_seconds": trainer.elapsed, "wall_seconds": wall, "best_val_loss": best,
+              "best_val_ppl": perplexity(best), "best_val_bpb": best_row["val_bpb"],
+              "unigram_val_loss": unigram, "unigram_val_ppl": perplexity(unigram),
+              "parameters": model.num_parameters()}
+    save_json(report, out / "report.json")
+    print(f"\ndone: {report['steps']} steps, {report['tokens_seen']:,} tokens in {trainer.elapsed / 60:.1f} min "
+          f"of training ({wall / 60:.1f} min wall)")
+    print(f"best val loss {best:.3f} (perplexity {perplexity(best):.1f}, {best_row['val_bpb']:.3f} bits/byte) "
+          f"vs unigram baseline {unigram:.3f} (perplexity {perplexity(unigram):.1f})")
+    print("samples (temperature 0.8, top-k 40):")
+    for text in samples:
+        print(f"  > {text}")
+    print(f"saved to {out}/: model.pt (best), trainer_state.pt, config.json, tokenizer.model, metrics.csv, "
+          f"samples.txt, report.json" + (", loss.png" if (out / "loss.png").exists() else ""))
+    return report
+
+
+def generate_samples(model: MiniLM, tokenizer: Tokenizer, n: int, device: torch.device, seed: int) -> list[str]:
+    """n texts from the beginning-of-text token, with their own generator (the run's RNG is untouched)."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    start = torch.full((n, 1), tokenizer.bos_id, dtype=torch.long, device=device)
+    length = min(model.cfg.context_length, 80)
+    ids = model.generate(start, length, temperature=0.8, top_k=40, generator=generator)
+    texts = []
+    for row in ids.tolist():
+        row = row[1:]
+        row = row[: row.index(tokenizer.eos_id)] if tokenizer.eos_id in row else row
+        texts.append(tokenizer.decode(row))
+    return texts
+
+
+def parse_args(argv: list[str] | None = None) -> PretrainConfig:
+    parser = argparse.ArgumentParser(
+        prog="train_pretrain.py",
+        description="Pretrain a MiniLM language model on unlabeled text (next-token prediction).")
+    add_flags(parser, PretrainConfig, "pretraining job")
+    add_flags(parser, ModelConfig, "model (each overrides the --preset)", skip=("vocab_size",),
+              defaults_from_elsewhere=True)
+    args = parser.parse_args(argv)
+    model_overrides = values_for(args, ModelConfig, skip=("vocab_size",), given_only=True)
+    return PretrainConfig(**values_for(args, PretrainConfig, skip=("model",)), model=model_overrides)
+
+
+@exit_on_user_error
+def cli(argv: list[str] | None = None) -> dict:
+    return run(parse_args(argv))
