@@ -86,9 +86,12 @@ class MiniLMForSequenceClassification(nn.Module):
         return clf
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, lm_loss_weight: float = 0.0
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """loss = cross-entropy on labels (+ lm_loss_weight · next-token loss on real tokens)."""
+                labels: torch.Tensor | None = None, lm_loss_weight: float = 0.0,
+                class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """loss = cross-entropy on labels (+ lm_loss_weight · next-token loss on real tokens).
+
+        class_weights (num_labels,): per-class loss weights, e.g. 1/frequency for imbalanced data.
+        """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden = self.body(input_ids, padding_mask=attention_mask)  # (B, T, C)
@@ -96,7 +99,7 @@ class MiniLMForSequenceClassification(nn.Module):
         logits = self.head(self.dropout(pooled))  # (B, num_labels)
         if labels is None:
             return logits, None
-        loss = F.cross_entropy(logits.float(), labels)
+        loss = F.cross_entropy(logits.float(), labels, weight=class_weights)
         if lm_loss_weight:
             loss = loss + lm_loss_weight * self.lm_loss(hidden, input_ids, attention_mask)
         return logits, loss
@@ -109,3 +112,29 @@ class MiniLMForSequenceClassification(nn.Module):
 
     def num_parameters(self) -> int:
         return count_parameters(self)
+
+
+def freeze_layers(model: MiniLMForSequenceClassification, freeze: str) -> tuple[int, int]:
+    """Choose what fine-tuning may change; returns (trainable, total) parameter counts.
+
+    "none": everything trains (GPT-1's choice). "body": only the head trains, the pretrained
+    features are used as they are (a linear probe). "N": the head and the last N blocks train,
+    plus the final norm; embeddings and earlier blocks stay as pretraining left them. Freezing
+    protects what pretraining learned when labels are few, and trains faster.
+    """
+    n_blocks = len(model.body.blocks)
+    trainable_blocks = {"none": n_blocks, "body": 0}.get(freeze)
+    if trainable_blocks is None:
+        trainable_blocks = min(int(freeze), n_blocks)
+    for p in model.parameters():
+        p.requires_grad = freeze == "none"
+    for p in model.head.parameters():
+        p.requires_grad = True
+    for block in list(model.body.blocks)[n_blocks - trainable_blocks:]:
+        for p in block.parameters():
+            p.requires_grad = True
+    if trainable_blocks > 0:
+        for p in model.body.final_norm.parameters():
+            p.requires_grad = True
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, count_parameters(model)

@@ -23,7 +23,8 @@ def flag_name(field_name: str) -> str:
 def _base_type(annotation: Any) -> Any:
     """int | None -> int; "float" -> float (annotations are strings under `from __future__`)."""
     if isinstance(annotation, str):
-        annotation = {"int": int, "float": float, "str": str, "bool": bool}.get(annotation.split(" |")[0], str)
+        builtin = {"int": int, "float": float, "str": str, "bool": bool, "list": list}
+        annotation = builtin.get(annotation.split(" |")[0], str)
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     return annotation
@@ -48,6 +49,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str, skip: tupl
         if kind is bool:
             group.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction, default=default,
                                help=help_text)
+        elif kind is list:  # a list of strings: --predict "one text" "another text"
+            group.add_argument(flag_name(f.name), nargs="+", default=default, help=help_text, metavar="TEXT")
         else:
             group.add_argument(flag_name(f.name), type=kind, default=default, help=help_text,
                                choices=f.metadata.get("choices"), metavar=f.name.upper())

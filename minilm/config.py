@@ -170,3 +170,65 @@ class PretrainConfig:
     def model_config(self, vocab_size: int) -> ModelConfig:
         """The preset's sizes, overridden by any ModelConfig flag the user gave."""
         return ModelConfig(**{**PRESETS[self.preset], **self.model, "vocab_size": vocab_size})
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything train_finetune.py can be told."""
+
+    init: str = option("out/pretrain", "checkpoint dir to start from, or 'scratch' for random weights "
+                                       "(the shape and tokenizer then come from --shape-from)")
+    shape_from: str = option("out/pretrain", "with --init scratch or --compare-scratch: the checkpoint dir "
+                                             "whose architecture and tokenizer the random model copies")
+    train: str = option("", "labeled training file (.csv/.tsv with a header, or .jsonl); empty = the "
+                            "embedded review data")
+    valid: str = option("", "labeled validation file, used to pick the best epoch")
+    test: str = option("", "labeled test file, reported once at the end")
+    transfer: str = option("", "an extra labeled test file reported separately; with the embedded data, "
+                               "its transfer split")
+    text_column: str = option("", "name of the text column (default: 'text', else 'sentence')")
+    label_column: str = option("label", "name of the label column")
+    out: str = option("out/finetune", "output dir; with --predict, the fine-tuned dir to load")
+    epochs: int = option(8, "passes over the training data")
+    max_steps: int = option(0, "stop after this many optimizer steps (0 = --epochs decides)")
+    batch_size: int = option(32, "examples per optimizer step")
+    lr: float = option(5e-4, "peak learning rate of the body")
+    head_lr: float = option(0.0, "peak learning rate of the new classification head (0 = same as --lr); "
+                                 "a fresh head can take larger steps than pretrained weights")
+    min_lr: float = option(0.0, "learning rate at the end of the cosine decay")
+    weight_decay: float = option(0.01, "AdamW decoupled weight decay on weight matrices")
+    warmup_steps: int = option(20, "steps of linear warmup")
+    grad_clip: float = option(1.0, "clip the global gradient norm to this (0 = off)")
+    dropout: float = option(0.1, "dropout in the body and before the head during fine-tuning")
+    pooling: str = option("last", "sequence vector for the head: the last real token, or the mean of all",
+                          ("last", "mean"))
+    freeze: str = option("none", "'none' trains everything, 'body' only the head, a number N trains the "
+                                 "head and the last N blocks")
+    lm_loss_weight: float = option(0.0, "weight λ of GPT-1's auxiliary language-model loss: L = L_cls + λ·L_lm "
+                                        "(GPT-1 used 0.5)")
+    class_weights: str = option("none", "'auto' weights each class by 1/frequency, for imbalanced labels",
+                                ("none", "auto"))
+    patience: int = option(0, "stop after this many epochs without a better valid macro-F1 (0 = never)")
+    max_length: int = option(0, "longest input in tokens, longer texts are truncated (0 = the context length)")
+    compare_scratch: bool = option(False, "also train the identical classifier from random weights and print "
+                                          "both side by side")
+    predict: list = option(None, "classify these texts with the fine-tuned model in --out, then exit")
+    predict_file: str = option("", "classify each line of this file with the model in --out, then exit")
+    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    dtype: str = option("auto", "training precision", ("auto", "fp32", "bf16", "fp16"))
+    seed: int = option(1337, "random seed")
+    overwrite: bool = option(False, "replace a previous fine-tuning run in --out")
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("max_steps", "patience", "max_length", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} cannot be negative, got {getattr(self, name)}")
+        if self.head_lr < 0 or self.lm_loss_weight < 0:
+            raise UserError("--head-lr and --lm-loss-weight cannot be negative")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.freeze not in ("none", "body") and not self.freeze.isdigit():
+            raise UserError(f"--freeze must be 'none', 'body' or a number of blocks to train, got {self.freeze!r}")

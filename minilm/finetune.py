@@ -1,0 +1,255 @@
+"""The fine-tuning job: a pretrained MiniLM + a classification head, trained on labeled text.
+
+    θ* = argmin_θ  Σ_i  L(y_i, f(x_i; θ))      L = cross-entropy (+ λ · LM loss, GPT-1)
+
+Reads top to bottom: data -> model (from the pretrained dir, or random) -> train with the shared
+Trainer, keeping the epoch with the best valid macro-F1 -> test report. `--compare-scratch`
+repeats the same recipe from random weights, which shows what pretraining bought.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from minilm.checkpoint import (
+    atomic_write,
+    claim_out_dir,
+    load_model_config,
+    load_torch,
+    read_config,
+    save_json,
+    save_torch,
+)
+from minilm.classifier import MiniLMForSequenceClassification, freeze_layers
+from minilm.cli import add_flags, command_line, values_for
+from minilm.config import FinetuneConfig
+from minilm.errors import UserError, exit_on_user_error
+from minilm.labeled_data import LabelMap, classification_batches, encode_texts, read_labeled
+from minilm.metrics import classification_report, format_report
+from minilm.plots import plot_curves
+from minilm.predict import classify, run_predict
+from minilm.reviews_world import ensure_default_data
+from minilm.runtime import resolve_device, resolve_dtype, seed_everything
+from minilm.tokenizer import Tokenizer
+from minilm.trainer import OptimSettings, Trainer, check_settings
+
+METRIC_COLUMNS = ["epoch", "step", "lr", "train_loss", "valid_loss", "valid_accuracy", "valid_macro_f1"]
+
+
+@dataclass
+class Split:
+    """One labeled file, tokenized: texts, label ids, token id sequences."""
+
+    name: str
+    texts: list[str]
+    label_ids: list[int]
+    seqs: list[list[int]]
+
+
+def load_splits(cfg: FinetuneConfig, tokenizer: Tokenizer, max_length: int) -> tuple[dict[str, Split], LabelMap]:
+    """Read train/valid/test (+ transfer), build the label map from train, tokenize everything."""
+    paths = {"train": cfg.train, "valid": cfg.valid, "test": cfg.test, "transfer": cfg.transfer}
+    if not cfg.train:
+        default = ensure_default_data()
+        paths = {name: str(default[name]) for name in paths}
+    missing = [name for name in ("valid", "test") if not paths[name]]
+    if missing:
+        raise UserError(f"--train was given without --{' and --'.join(missing)}: pass all three labeled files")
+    raw = {name: read_labeled(path, cfg.text_column or None, cfg.label_column)
+           for name, path in paths.items() if path}
+    labels = LabelMap.from_labels(raw["train"][1])
+    splits, truncated = {}, 0
+    for name, (texts, label_strings) in raw.items():
+        seqs, n_cut = encode_texts(tokenizer, texts, max_length)
+        truncated += n_cut
+        splits[name] = Split(name, texts, labels.encode(label_strings, name), seqs)
+    if truncated:
+        print(f"note: {truncated} texts were longer than {max_length} tokens and were truncated (--max-length)")
+    return splits, labels
+
+
+def class_weight_tensor(split: Split, num_labels: int, device: torch.device) -> torch.Tensor:
+    """w_c = N / (num_labels · N_c): every class contributes equally to the loss on average."""
+    counts = torch.bincount(torch.tensor(split.label_ids), minlength=num_labels).float().clamp(min=1)
+    return (counts.sum() / (num_labels * counts)).to(device)
+
+
+def evaluate(model, split: Split, labels: LabelMap, device, dtype, batch_size: int) -> tuple[dict, torch.Tensor]:
+    """Loss, accuracy, per-class P/R/F1 and confusion matrix on a split; plus probabilities (N, K)."""
+    probs, loss = classify(model, split.seqs, device, dtype, batch_size, label_ids=split.label_ids)
+    report = classification_report(split.label_ids, probs.argmax(dim=-1).tolist(), labels.names)
+    report["loss"] = loss
+    return report, probs
+
+
+def build_model(cfg: FinetuneConfig, init: str, num_labels: int) -> MiniLMForSequenceClassification:
+    if init == "scratch":
+        shape = load_model_config(cfg.shape_from)
+        shape = replace(shape, dropout=cfg.dropout)
+        return MiniLMForSequenceClassification(shape, num_labels, cfg.pooling)
+    return MiniLMForSequenceClassification.from_pretrained_lm(init, num_labels, cfg.pooling, cfg.dropout)
+
+
+def train_classifier(cfg: FinetuneConfig, init: str, splits: dict[str, Split], labels: LabelMap,
+                     out: Path, device: torch.device, dtype: torch.dtype
+                     ) -> tuple[MiniLMForSequenceClassification, list]:
+    """Fine-tune from `init` (a dir or "scratch"); keep the best valid epoch in out/model.pt."""
+    seed_everything(cfg.seed)
+    model = build_model(cfg, init, len(labels)).to(device)
+    trainable, total = freeze_layers(model, cfg.freeze)
+    print(f"[{init}] {trainable:,} of {total:,} parameters train (--freeze {cfg.freeze})")
+    train = splits["train"]
+    steps_per_epoch = -(-len(train.seqs) // cfg.batch_size)
+    max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    settings = OptimSettings(cfg.lr, cfg.min_lr, min(cfg.warmup_steps, max_steps - 1), max_steps, 0.0,
+                             cfg.weight_decay, cfg.grad_clip)
+    check_settings(settings)
+    head_scale = {"head.": cfg.head_lr / cfg.lr} if cfg.head_lr else None
+    trainer = Trainer(model, settings, device, dtype, lr_scale=head_scale)
+    weights = class_weight_tensor(train, len(labels), device) if cfg.class_weights == "auto" else None
+
+    def loss_fn(m, batch):
+        ids, mask, y = (t.to(device) for t in batch)
+        return m(ids, mask, y, lm_loss_weight=cfg.lm_loss_weight, class_weights=weights)[1]
+
+    rows, best_f1, stale = [], -1.0, 0
+    bar = tqdm(total=max_steps, unit="step", desc=f"fine-tuning ({init})", dynamic_ncols=True)
+    for epoch in range(1, cfg.epochs + 1):
+        losses = []
+        for batch in classification_batches(train.seqs, train.label_ids, cfg.batch_size, Tokenizer.pad_id,
+                                            shuffle=True, seed=cfg.seed, epoch=epoch):
+            losses.append(trainer.step([batch], loss_fn))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{trainer.lr:.2e}")
+            if trainer.done:
+                break
+        valid, _ = evaluate(model, splits["valid"], labels, device, dtype, cfg.batch_size)
+        rows.append({"epoch": epoch, "step": trainer.step_count, "lr": trainer.lr,
+                     "train_loss": sum(losses) / len(losses), "valid_loss": valid["loss"],
+                     "valid_accuracy": valid["accuracy"], "valid_macro_f1": valid["macro_f1"]})
+        bar.write(f"epoch {epoch} | train loss {rows[-1]['train_loss']:.4f} | valid loss {valid['loss']:.4f} | "
+                  f"valid acc {valid['accuracy']:.4f} | valid macro-F1 {valid['macro_f1']:.4f}")
+        if valid["macro_f1"] > best_f1:
+            best_f1, stale = valid["macro_f1"], 0
+            save_torch(model.state_dict(), out / "model.pt")
+        else:
+            stale += 1
+        write_metrics(rows, out)
+        if trainer.done or (cfg.patience and stale >= cfg.patience):
+            break
+    bar.close()
+    model.load_state_dict(load_torch(out / "model.pt"))  # the best epoch, not the last
+    return model, rows
+
+
+def write_metrics(rows: list[dict], out: Path) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+            writer.writeheader()
+            writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+
+    atomic_write(out / "metrics.csv", write)
+    plot_curves(rows, "epoch", ["train_loss", "valid_loss"], out / "loss.png", "fine-tuning loss")
+
+
+def write_predictions(split: Split, probs: list, labels: LabelMap, out: Path) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
+            writer.writerow(["text", "gold", "predicted", "probability"])
+            for text, gold, p in zip(split.texts, split.label_ids, probs, strict=True):
+                best = int(p.argmax())
+                writer.writerow([text, labels.names[gold], labels.names[best], f"{float(p[best]):.4f}"])
+
+    atomic_write(out / "predictions.tsv", write)
+
+
+def report_splits(model, splits, labels, device, dtype, cfg, out: Path, title: str) -> dict:
+    """Evaluate every held-out split, print the tables, write report.json and predictions.tsv."""
+    reports = {}
+    for name in ("valid", "test", "transfer"):
+        if name in splits:
+            reports[name], probs = evaluate(model, splits[name], labels, device, dtype, cfg.batch_size)
+            if name == "test":
+                write_predictions(splits[name], probs, labels, out)
+    for name in ("test", "transfer"):
+        if name in reports:
+            print(format_report(reports[name], f"{title}: {name}"))
+    save_json(reports, out / "report.json")
+    return reports
+
+
+def run(cfg: FinetuneConfig) -> dict:
+    """Fine-tune (or, with --predict, classify) as `cfg` says; return the reports."""
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    if cfg.predict or cfg.predict_file:
+        return run_predict(cfg, device)
+    out = Path(cfg.out)
+    source = cfg.shape_from if cfg.init == "scratch" else cfg.init
+    if not Path(source).is_dir():
+        raise UserError(f"{source} does not exist: make a pretrained model first with `python train_pretrain.py`"
+                        f" (or pass --init DIR, or --init scratch --shape-from DIR)")
+    source_config = read_config(source)
+    tokenizer = Tokenizer.load(Path(source) / "tokenizer.model")
+    fingerprint = source_config.get("tokenizer", {}).get("fingerprint")
+    if fingerprint and fingerprint != tokenizer.fingerprint:
+        raise UserError(f"{source}/tokenizer.model (fingerprint {tokenizer.fingerprint}) is not the tokenizer the "
+                        f"model was trained with ({fingerprint}); restore the original tokenizer.model")
+    claim_out_dir(out, resume=False, overwrite=cfg.overwrite, job="fine-tuning")
+    context = source_config["model"]["context_length"]
+    splits, labels = load_splits(cfg, tokenizer, min(cfg.max_length or context, context))
+    sizes = ", ".join(f"{name} {len(split.seqs)}" for name, split in splits.items())
+    print(f"labels: {', '.join(labels.names)} | examples: {sizes}")
+
+    model, rows = train_classifier(cfg, cfg.init, splits, labels, out, device, dtype)
+    tokenizer.save(out / "tokenizer.model")
+    labels.save(out / "labels.json")
+    save_json({"kind": "finetune", "model": model.cfg.to_dict(),
+               "classifier": {"num_labels": len(labels), "pooling": cfg.pooling, "labels": labels.names},
+               "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
+               "init": cfg.init, "job": asdict(cfg), "command": command_line(), "torch": torch.__version__},
+              out / "config.json")
+    reports = report_splits(model, splits, labels, device, dtype, cfg, out, f"fine-tuned from {cfg.init}")
+    if cfg.compare_scratch and cfg.init != "scratch":
+        scratch_out = out / "scratch"
+        scratch_out.mkdir(exist_ok=True)
+        scratch_model, _ = train_classifier(replace(cfg, shape_from=source), "scratch", splits, labels,
+                                            scratch_out, device, dtype)
+        scratch = report_splits(scratch_model, splits, labels, device, dtype, cfg, scratch_out, "from scratch")
+        print(format_comparison(reports, scratch))
+        reports = {**reports, "scratch": scratch}
+        save_json(reports, out / "report.json")
+    print(f"saved to {out}/: model.pt, config.json, tokenizer.model, labels.json, metrics.csv, report.json, "
+          f"predictions.tsv")
+    return reports
+
+
+def format_comparison(pretrained: dict, scratch: dict) -> str:
+    lines = ["", "what pretraining bought (same classifier, same labels):",
+             f"  {'split':<10} {'pretrained acc':>15} {'scratch acc':>12} {'pretrained F1':>14} {'scratch F1':>11}"]
+    for name in pretrained:
+        p, s = pretrained[name], scratch[name]
+        lines.append(f"  {name:<10} {p['accuracy']:>15.4f} {s['accuracy']:>12.4f} "
+                     f"{p['macro_f1']:>14.4f} {s['macro_f1']:>11.4f}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
+    parser = argparse.ArgumentParser(prog="train_finetune.py",
+                                     description="Fine-tune a pretrained MiniLM as a text classifier; "
+                                                 "evaluate it; or classify new text with --predict.")
+    add_flags(parser, FinetuneConfig, "fine-tuning job")
+    return FinetuneConfig(**values_for(parser.parse_args(argv), FinetuneConfig))
+
+
+@exit_on_user_error
+def cli(argv: list[str] | None = None) -> dict:
+    return run(parse_args(argv))
