@@ -17,12 +17,16 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from minilm.config import ModelConfig
 from minilm.errors import UserError
+from minilm.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from minilm.model import MiniLM
 
 
 def atomic_write(path: str | Path, write_fn) -> None:
@@ -117,3 +121,32 @@ def claim_out_dir(out: Path, resume: bool, overwrite: bool, job: str) -> None:
         raise UserError(f"{out} already holds a {job} run; pass --resume to continue it, --overwrite to "
                         f"replace it, or --out to choose another dir")
     out.mkdir(parents=True, exist_ok=True)
+
+
+def load_lm(ckpt_dir: str | Path, device: torch.device) -> tuple[MiniLM, Tokenizer]:
+    """The language model of a pretrain or finetune checkpoint dir, in eval mode on `device`, and its tokenizer.
+
+    A fine-tuned dir's model.pt is a classifier's state_dict: body.* and lm_head.weight (the LM
+    head is kept) plus head.* (the classification head). Dropping head.* leaves exactly a MiniLM.
+    """
+    # Imported here, not at the top: model.py imports generate.py, which imports this module.
+    from minilm.model import MiniLM
+
+    ckpt_dir = Path(ckpt_dir)
+    config = read_config(ckpt_dir)
+    tokenizer = Tokenizer.load(ckpt_dir / "tokenizer.model")
+    saved_fingerprint = config.get("tokenizer", {}).get("fingerprint")
+    if saved_fingerprint is not None and saved_fingerprint != tokenizer.fingerprint:
+        raise UserError(f"{ckpt_dir / 'tokenizer.model'} (fingerprint {tokenizer.fingerprint}) is not the tokenizer "
+                        f"the model was trained with (config.json says {saved_fingerprint}); put that one back")
+    state = load_state_dict(ckpt_dir)
+    if "lm_head.weight" not in state:
+        raise UserError(f"{ckpt_dir / 'model.pt'} has no language-model head (no lm_head.weight), "
+                        "so it cannot predict tokens; use a pretrain or finetune checkpoint dir")
+    model = MiniLM(ModelConfig.from_dict(config["model"]))
+    if tokenizer.vocab_size > model.cfg.vocab_size:
+        raise UserError(f"{ckpt_dir / 'tokenizer.model'} has {tokenizer.vocab_size} ids but the model only "
+                        f"{model.cfg.vocab_size}: they do not belong together")
+    lm_state = {k: v for k, v in state.items() if k.startswith(("body.", "lm_head."))}
+    load_weights_into(model, lm_state, ckpt_dir / "model.pt")
+    return model.to(device).eval(), tokenizer
