@@ -17,16 +17,14 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from minilm.config import ModelConfig
 from minilm.errors import UserError
+from minilm.model import MiniLM
 from minilm.tokenizer import Tokenizer
-
-if TYPE_CHECKING:
-    from minilm.model import MiniLM
 
 
 def atomic_write(path: str | Path, write_fn) -> None:
@@ -129,9 +127,6 @@ def load_lm(ckpt_dir: str | Path, device: torch.device) -> tuple[MiniLM, Tokeniz
     A fine-tuned dir's model.pt is a classifier's state_dict: body.* and lm_head.weight (the LM
     head is kept) plus head.* (the classification head). Dropping head.* leaves exactly a MiniLM.
     """
-    # Imported here, not at the top: model.py imports generate.py, which imports this module.
-    from minilm.model import MiniLM
-
     ckpt_dir = Path(ckpt_dir)
     config = read_config(ckpt_dir)
     tokenizer = Tokenizer.load(ckpt_dir / "tokenizer.model")

@@ -166,6 +166,7 @@ class PretrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if not 0.0 < self.val_fraction < 0.5:
             raise UserError(f"--val-fraction must be between 0 and 0.5, got {self.val_fraction}")
+        self.model_config(self.vocab_size)  # fail now, not after tokenizing, if the model flags clash
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         """The preset's sizes, overridden by any ModelConfig flag the user gave."""

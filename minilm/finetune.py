@@ -251,5 +251,6 @@ def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
 
 
 @exit_on_user_error
-def cli(argv: list[str] | None = None) -> dict:
-    return run(parse_args(argv))
+def cli(argv: list[str] | None = None) -> None:
+    """The command line (train_*.py and the console script); returns None so the exit status is 0."""
+    run(parse_args(argv))

@@ -22,13 +22,13 @@ from torch import nn
 
 from minilm.attention import CausalSelfAttention, KVCache
 from minilm.config import ModelConfig
-from minilm.generate import stream_tokens
 from minilm.positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
     sinusoidal_embedding_scale,
 )
+from minilm.sampling import stream_tokens
 
 
 class RMSNorm(nn.Module):
@@ -206,7 +206,7 @@ class MiniLM(nn.Module):
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Prompt (B, T0) -> prompt + max_new_tokens sampled tokens (B, T0 + max_new_tokens).
 
-        temperature 0 is greedy decoding. See minilm/generate.py for how each step works.
+        temperature 0 is greedy decoding. See minilm/sampling.py for how each step works.
         """
         new = list(stream_tokens(self, input_ids, max_new_tokens, temperature, top_k, top_p,
                                  use_cache, generator))

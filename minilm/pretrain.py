@@ -67,16 +67,21 @@ def bytes_per_token(tokens, tokenizer: Tokenizer) -> float:
 
 
 def prepare_tokens(cfg: PretrainConfig, out: Path, data_path: Path, ddp, resume: bool):
-    """Train (or, on resume, reload) the tokenizer, then tokenize the corpus into out/tokens."""
+    """Train (or, on resume, reload) the tokenizer, then tokenize the corpus into out/tokens.
+
+    Under DDP, rank 0 does the work while the others wait at the barrier, then reuse its files.
+    """
     tok_path = out / "tokenizer.model"
+    if ddp.is_main and not resume:
+        print(f"training a {cfg.tokenizer_type} tokenizer with {cfg.vocab_size} pieces on {data_path}")
+        Tokenizer.train(data_path, tok_path, cfg.vocab_size, cfg.tokenizer_type)
     if ddp.is_main:
-        if not resume:
-            print(f"training a {cfg.tokenizer_type} tokenizer with {cfg.vocab_size} pieces on {data_path}")
-            Tokenizer.train(data_path, tok_path, cfg.vocab_size, cfg.tokenizer_type)
-        build_token_cache(data_path, Tokenizer.load(tok_path), out / "tokens", cfg.val_fraction)
-    ddp.barrier()  # the other processes wait for rank 0's tokenizer and cache, then reuse them
+        cache = build_token_cache(data_path, Tokenizer.load(tok_path), out / "tokens", cfg.val_fraction)
+    ddp.barrier()
     tokenizer = Tokenizer.load(tok_path)
-    return tokenizer, build_token_cache(data_path, tokenizer, out / "tokens", cfg.val_fraction)
+    if not ddp.is_main:
+        cache = build_token_cache(data_path, tokenizer, out / "tokens", cfg.val_fraction)
+    return tokenizer, cache
 
 
 def resolve_model_config(cfg: PretrainConfig, out: Path, vocab_size: int, resume: bool) -> ModelConfig:
@@ -260,5 +265,6 @@ def parse_args(argv: list[str] | None = None) -> PretrainConfig:
 
 
 @exit_on_user_error
-def cli(argv: list[str] | None = None) -> dict:
-    return run(parse_args(argv))
+def cli(argv: list[str] | None = None) -> None:
+    """The command line (train_*.py and the console script); returns None so the exit status is 0."""
+    run(parse_args(argv))

@@ -1,0 +1,164 @@
+"""The pretraining job end to end: outputs, learning, exact resume, safe saves, DDP, bad flags."""
+
+import csv
+import json
+import math
+import os
+import re
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from jobs import tiny_pretrain_config
+
+from minilm import checkpoint, pretrain
+from minilm.checkpoint import load_torch
+from minilm.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrain")
+    report = pretrain.run(tiny_pretrain_config(out))
+    return out, report
+
+
+def test_a_tiny_run_writes_a_complete_out_dir_and_learns(finished_run):
+    out, report = finished_run
+    for name in ("config.json", "model.pt", "tokenizer.model", "trainer_state.pt", "metrics.csv", "samples.txt",
+                 "report.json"):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "pretrain" and config["model"]["d_model"] == 32
+    state = torch.load(out / "model.pt", weights_only=True)  # a plain state_dict
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [4, 8, 12]
+    assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])
+    assert report["best_val_loss"] < math.log(300)  # better than a uniform guess
+    assert report["steps"] == 12 and report["tokens_seen"] == 12 * 4 * 32
+
+
+class Crash(Exception):
+    """Stands in for kill -9: the process stops between two steps, nothing more is written."""
+
+
+def test_resume_after_a_crash_is_bit_identical(tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    pretrain.run(tiny_pretrain_config(straight, save_every=3))
+
+    crashed = tmp_path / "crashed"
+    real_step = pretrain.Trainer.step
+
+    def step_then_crash(self, *args, **kwargs):
+        if self.step_count == 7:  # the last save was at step 6
+            raise Crash
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(pretrain.Trainer, "step", step_then_crash)
+    with pytest.raises(Crash):
+        pretrain.run(tiny_pretrain_config(crashed, save_every=3))
+    monkeypatch.setattr(pretrain.Trainer, "step", real_step)
+    pretrain.run(tiny_pretrain_config(crashed, save_every=3, resume=True))
+
+    a, b = load_torch(straight / "trainer_state.pt"), load_torch(crashed / "trainer_state.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    def losses(out):  # everything but the wall-clock columns
+        return [{k: v for k, v in row.items() if k not in ("elapsed_s", "tokens_per_s")}
+                for row in csv.DictReader((out / "metrics.csv").open())]
+
+    assert losses(straight) == losses(crashed)
+
+
+def test_a_failure_during_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    saves = {"n": 0}
+    real_save = torch.save
+
+    def half_written_save(obj, path, *args, **kwargs):
+        if str(path).endswith(".tmp") and "trainer_state" in str(path):
+            saves["n"] += 1
+            if saves["n"] == 2:  # the second trainer_state save dies halfway through
+                with open(path, "wb") as f:
+                    f.write(b"half a checkpoint")
+                raise OSError("disk full")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", half_written_save)
+    with pytest.raises(OSError, match="disk full"):
+        pretrain.run(tiny_pretrain_config(out))
+    state = load_torch(out / "trainer_state.pt")
+    assert state["trainer"]["step"] == 4  # the first save, whole
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]  # no half file left behind
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    pretrain.run(tiny_pretrain_config(out, resume=True))  # and the run can go on from it
+    assert load_torch(out / "trainer_state.pt")["trainer"]["step"] == 12
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real_loss = pretrain.lm_loss
+    calls = {"n": 0}
+
+    def loss_that_explodes(model, batch):
+        calls["n"] += 1
+        loss = real_loss(model, batch)
+        return loss * float("nan") if calls["n"] > 6 else loss
+
+    monkeypatch.setattr(pretrain, "lm_loss", loss_that_explodes)
+    with pytest.raises(UserError, match=r"loss became nan at step 7.*trainer_state.pt \(step 4\)"):
+        pretrain.run(tiny_pretrain_config(tmp_path / "nan"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    pretrain.run(tiny_pretrain_config(out, batch_size=2, max_steps=6, save_every=6, eval_every=6))
+
+
+@pytest.mark.slow
+def test_ddp_with_two_processes_matches_one_process(tmp_path):
+    single = tmp_path / "single"
+    pretrain.run(tiny_pretrain_config(single, batch_size=4, max_steps=6, save_every=6, eval_every=6))
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp")), nprocs=2, join=True)
+    a, b = load_torch(single / "trainer_state.pt"), load_torch(tmp_path / "ddp" / "trainer_state.pt")
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--d-model", "30", "--n-head", "4"], r"d_model \(30\) must be divisible by n_head \(4\)"),
+    (["--lr", "-1"], "--lr must be positive"),
+    (["--resume"], "nothing to resume"),
+])
+def test_bad_flags_are_one_clear_line(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        pretrain.cli(["--data", str(tmp_path / "nowhere.txt"), "--out", str(tmp_path / "o"), *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert re.search(message, err), err
+
+
+def test_unknown_preset_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        pretrain.cli(["--preset", "huge"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_an_existing_run_is_not_overwritten_by_accident(finished_run, capsys):
+    out, _ = finished_run
+    before = (out / "model.pt").read_bytes()
+    with pytest.raises(SystemExit):
+        pretrain.cli(["--out", str(out), "--preset", "tiny"])
+    assert "already holds a pretraining run" in capsys.readouterr().err
+    assert (out / "model.pt").read_bytes() == before
