@@ -22,6 +22,7 @@ import re
 
 from minilm.reviews_vocab import (
     INTENSIFIERS,
+    LINKS,
     NAMED_SLOTS,
     NOUN_INTENSIFIERS,
     RECOMMEND_NO,
@@ -55,7 +56,7 @@ class ReviewWriter:
         self.domain = domain
         self.lexicons = lexicons
         self.used: set[str] = set()  # aspects already mentioned in the current review
-        self.names: dict[str, str] = {}  # the venue, title, city... of the current review
+        self.names: dict[str, str] = {}  # the venue, city, rating, summary of the current review
 
     def new_review(self) -> None:
         """Forget the aspects of the last review (one review never judges an aspect twice)."""
@@ -64,12 +65,16 @@ class ReviewWriter:
 
     # --- small pieces -------------------------------------------------------------------------
 
-    def fill(self, template: str) -> str:
-        """Replace every {slot} by a random entry of the list of that name."""
+    def fill(self, template: str, **given: str) -> str:
+        """Replace every {slot} by `given[slot]` or else a random entry of the list of that name."""
+        d = self.domain
+
         def pick(match: re.Match[str]) -> str:
             name = match.group(1)
-            choices = self.domain.things if name == "thing" else (self.domain.slots.get(name)
-                                                                   or SHARED_SLOTS[name])
+            if name in given:
+                return given[name]
+            own = {"thing": d.things, "experience": d.experiences}
+            choices = own.get(name) or d.slots.get(name) or SHARED_SLOTS[name]
             if name not in NAMED_SLOTS:
                 return self.fill(self.rng.choice(choices))  # an entry may hold slots itself
             if name not in self.names:  # a review names one restaurant, one film, one city
@@ -88,7 +93,7 @@ class ReviewWriter:
         return self.rng.choice(INTENSIFIERS) + " " if self.rng.random() < p else ""
 
     def subject(self) -> tuple[str, str]:
-        """A fresh aspect with its determiner, and the matching past tense of "to be".
+        """A fresh aspect ("soup", "fries") and the matching past tense of "to be".
 
         Fresh within the review, so a contrast never reads "the soup was great, but the soup was awful".
         """
@@ -96,32 +101,37 @@ class ReviewWriter:
         aspect = self.rng.choice([a for a in d.aspects + d.plural_aspects if a not in self.used])
         self.used.add(aspect)
         be = "were" if aspect in d.plural_aspects else "was"
-        return f"the {aspect}", be
+        return aspect, be
 
     # --- clauses: each returns text (no final period) that expresses `positive` ------------------
 
     def plain(self, positive: bool) -> str:
-        subject, be = self.subject()
+        aspect, be = self.subject()
         kind = self.rng.random()
+        if kind < 0.55:
+            return f"the {aspect} {be} {self.degree()}{self.sentiment('adjectives', positive)}"
         if kind < 0.65:
-            return f"{subject} {be} {self.degree()}{self.sentiment('adjectives', positive)}"
+            # Restated with a second word of the same polarity ("great, truly superb"): the first
+            # word predicts the second, the most direct way to learn that two words mean alike.
+            first, second = self.sentiment("adjectives", positive), self.sentiment("adjectives", positive)
+            return f"the {aspect} {be} {first}, {self.degree(p=0.7)}{second}"
         if kind < 0.85:
             pronoun = self.rng.choice(("i", "we"))
-            return f"{pronoun} {self.sentiment('verbs', positive)} {subject}"
+            return f"{pronoun} {self.sentiment('verbs', positive)} the {aspect}"
         real = self.rng.choice(NOUN_INTENSIFIERS) + " " if self.rng.random() < 0.3 else ""
-        return f"{subject} {be} {with_article(real + self.sentiment('nouns', positive))}"
+        return f"the {aspect} {be} {with_article(real + self.sentiment('nouns', positive))}"
 
     def negated(self, positive: bool) -> str:
         """A clause whose sentiment word has the OTHER polarity, under a negation."""
-        subject, be = self.subject()
+        aspect, be = self.subject()
         word = self.sentiment("adjectives", not positive)
-        forms = [f"{subject} {be} not {word} at all", f"{subject} {be} never {word}",
-                 f"{subject} {be} far from {word}", f"there was nothing {word} about {subject}"]
+        forms = [f"the {aspect} {be} not {word} at all", f"the {aspect} {be} never {word}",
+                 f"the {aspect} {be} far from {word}", f"there was nothing {word} about the {aspect}"]
         if not positive:
             # "not good" and "not really great" are clearly negative; "not bad" alone is faint
             # praise a reader might doubt, so a negated negative word always gets "at all" etc.
             hedge = self.rng.choice(("", "", "very ", "really "))
-            forms.append(f"{subject} {be} not {hedge}{word}")
+            forms.append(f"the {aspect} {be} not {hedge}{word}")
         return self.rng.choice(forms)
 
     def clause(self, positive: bool, p_negated: float = 0.3) -> str:
@@ -129,9 +139,9 @@ class ReviewWriter:
 
     def turn(self, positive: bool) -> str:
         """A clause that decides a contrast by itself: "the service ruined it"."""
-        subject, _ = self.subject()
-        what = self.rng.choice(("it", "everything", "the " + self.rng.choice(self.domain.experiences)))
-        return f"{subject} {self.sentiment('turns', positive)} {what}"
+        aspect, _ = self.subject()
+        what = self.rng.choice(("it", "everything", "the {experience}"))
+        return self.fill(f"the {aspect} {self.sentiment('turns', positive)} {what}")
 
     # --- sentences --------------------------------------------------------------------------------
 
@@ -158,23 +168,31 @@ class ReviewWriter:
         if r < p_contrast + 0.15:
             return f"{self.clause(positive, p_negated)} and {self.clause(positive, p_negated)}."
         if r < p_contrast + 0.22:
-            subject, _ = self.subject()
-            return f"{self.degree()}{self.sentiment('adjectives', positive)} {subject.removeprefix('the ')}."
+            aspect, _ = self.subject()
+            return f"{self.degree()}{self.sentiment('adjectives', positive)} {aspect}."
         return self.clause(positive, p_negated) + self.rng.choice((".", ".", ".", "!"))
+
+    def linked(self, positive: bool, p_negated: float) -> str:
+        """A plain sentence opened by a link that announces the opinion: "sadly, the soup was cold"."""
+        link = self.rng.choice(LINKS.of(positive))
+        return f"{link}, {self.aspect_sentence(positive, p_contrast=0.0, p_negated=p_negated)}"
 
     def verdict(self, positive: bool) -> str:
         """A sentence about the whole experience that follows from the opinion."""
-        d, r = self.domain, self.rng.random()
-        if r < 0.3:
+        d = self.domain
+        if self.rng.random() < 0.3 and "summary" not in self.names:  # one summary per review
             adjective = self.degree() + self.sentiment("adjectives", positive)
-            template = self.rng.choice((f"overall, {with_article(adjective)} {{experience}}.",
-                                        f"all in all, {{thing}} was {adjective}.",
-                                        f"what {with_article(adjective)} {{experience}}!",
-                                        f"in short: {adjective}."))
-            return self.fill(template.replace("{experience}", self.rng.choice(d.experiences)))
-        lists = ((d.again_yes, RECOMMEND_YES, STARS_YES) if positive
-                 else (d.again_no, RECOMMEND_NO, STARS_NO))
-        return self.fill(self.rng.choice(self.rng.choice(lists))) + "."
+            self.names["summary"] = adjective
+            template = self.rng.choice(("overall, {an_adjective} {experience}.",
+                                        "all in all, {thing} was {adjective}.",
+                                        "what {an_adjective} {experience}!", "in short: {adjective}."))
+            return self.fill(template, adjective=adjective, an_adjective=with_article(adjective))
+        stars = STARS_YES if positive else STARS_NO
+        lists = (d.again_yes, RECOMMEND_YES, stars) if positive else (d.again_no, RECOMMEND_NO, stars)
+        verdict = self.rng.choice(self.rng.choice(lists))
+        if verdict in stars:  # one rating per review: a second one repeats the first
+            verdict = self.names.setdefault("rating", verdict)
+        return self.fill(verdict) + "."
 
     def opener(self) -> str:
         return self.fill(self.rng.choice(self.domain.openers))

@@ -103,6 +103,12 @@ def made_up_names(count: int) -> tuple[str, ...]:
 
 SURNAMES = made_up_names(800)
 
+# Sentence openers that only the unlabeled corpus uses: "luckily, the staff were lovely." They make
+# the token right after a period depend on the opinion, so a language model must carry the
+# opinion in its hidden state at every period, which is where the classifier reads a review.
+LINKS = Polar(positive=("luckily", "happily", "thankfully", "better still", "best of all"),
+              negative=("sadly", "unfortunately", "worse", "worse still", "to make it worse"))
+
 # Degree words: they change how strong an opinion is, never which way it points, so each is
 # used with both polarities equally often (otherwise "very" itself would become a label cue).
 INTENSIFIERS = ("really", "very", "truly", "extremely", "incredibly", "quite", "rather",
@@ -237,7 +243,7 @@ HOTEL = Domain(
     slots={
         "hotel": ("hotel astoria", "the grand plaza", "seaview inn", "the park lodge",
                   "hotel central", "the river house", "casa blanca hotel", "the old station hotel",
-                  "hotel {surname}", "the {surname} inn", "villa {surname}", "the {surname} suites"),
+                  "hotel {surname}", "the {surname} inn", "villa {surname}", "the {surname} lodge"),
         "floor": ("first", "second", "third", "fifth", "top"),
     },
 )
@@ -256,7 +262,8 @@ LAPTOP = Domain(
     fillers=("i use it every day for {purpose}.", "it came with a {count} year warranty.",
              "i have had it for {count} weeks now.", "it weighs about two kilos.",
              "i mostly use it at home in {city}.", "setup took about ten minutes.",
-             "i read about it on {surname} tech.", "i paid for it with a voucher from {surname} electronics."),
+             "i read about it on {surname} tech.",
+             "i paid for it with a voucher from {surname} electronics."),
     again_yes=("i would buy it again", "i already ordered a second one for {person}",
                "i will buy from {brand} again"),
     again_no=("i am sending it back", "i already asked for a refund", "i will never buy from {brand} again"),
@@ -271,8 +278,10 @@ DOMAINS = (RESTAURANT, FILM, HOTEL, LAPTOP)
 
 # Verdicts every domain shares; {thing} and {person} are filled like any slot.
 RECOMMEND_YES = ("i would recommend {thing} to anyone", "i can't recommend {thing} enough",
+                 "highly recommended", "definitely worth it",
                  "go and try {thing} yourself", "i have already told {person} to try it")
 RECOMMEND_NO = ("i would not recommend {thing} to anyone", "avoid {thing}",
+                "never again", "what a waste of money",
                 "save your money", "i told {person} to stay away")
 STARS_YES = ("five stars", "four stars out of five", "nine out of ten", "ten out of ten")
 STARS_NO = ("one star", "two stars out of five", "two out of ten", "zero out of ten")

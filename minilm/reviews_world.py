@@ -2,7 +2,7 @@
 
 Five files, written to one folder:
 
-    unlabeled.txt   ~60k reviews, one a line, for pretraining; visible AND transfer sentiment words
+    unlabeled.txt   70,000 reviews, one a line, for pretraining; visible AND transfer sentiment words
     train.tsv       1,600 labeled reviews (labels are scarce); visible words only
     valid.tsv         500 labeled reviews; visible words only
     test.tsv        1,000 labeled reviews; visible words only
@@ -29,20 +29,28 @@ from minilm.reviews_vocab import DOMAINS, TRANSFER, VISIBLE, Lexicon
 SPLITS = ("unlabeled", "train", "valid", "test", "transfer")
 LABELS = {True: "positive", False: "negative"}
 
-# ~60k reviews of ~50 words is ~3M words, about one pass for an 8-minute CPU pretraining run.
-N_UNLABELED = 60_000
+# 70k reviews of ~40 words: ~2.8M words, ~3.4M tokens with a 4k BPE vocabulary, about one pass
+# of an 8-minute pretraining run on a 2-core CPU.
+N_UNLABELED = 70_000
 N_TRAIN, N_VALID, N_TEST, N_TRANSFER = 1_600, 500, 1_000, 1_000
 
 
 def unlabeled_review(writer: ReviewWriter, positive: bool) -> str:
-    """A full review: opener, two to four opinions about aspects, then verdicts that follow."""
+    """A full review: opener, two to four opinions about aspects, then verdicts that follow.
+
+    Some sentences after the first open with a link ("sadly, ...", "luckily, ..."), which exists
+    only here: see LINKS in reviews_vocab.py for why.
+    """
     rng = writer.rng
     writer.new_review()
     parts = [writer.opener()] if rng.random() < 0.6 else []
     if rng.random() < 0.15:
         parts.append(writer.verdict(positive))  # some writers lead with the verdict
-    for _ in range(rng.randint(2, 4)):
-        parts.append(writer.aspect_sentence(positive, p_contrast=0.2, p_negated=0.25))
+    for i in range(rng.randint(2, 4)):
+        if i > 0 and rng.random() < 0.3:
+            parts.append(writer.linked(positive, p_negated=0.25))
+        else:
+            parts.append(writer.aspect_sentence(positive, p_contrast=0.2, p_negated=0.25))
         if rng.random() < 0.15:
             parts.append(writer.filler())
     verdicts: list[str] = []
@@ -58,9 +66,9 @@ def labeled_review(writer: ReviewWriter, positive: bool) -> str:
     rng = writer.rng
     writer.new_review()
     parts = [writer.opener()] if rng.random() < 0.25 else []
-    parts.append(writer.aspect_sentence(positive, p_contrast=0.4, p_negated=0.4))
+    parts.append(writer.aspect_sentence(positive, p_contrast=0.33, p_negated=0.33))
     if rng.random() < 0.3:
-        parts.append(writer.aspect_sentence(positive, p_contrast=0.4, p_negated=0.4))
+        parts.append(writer.aspect_sentence(positive, p_contrast=0.33, p_negated=0.33))
     if rng.random() < 0.15:
         parts.append(writer.verdict(positive))
     return " ".join(parts)
