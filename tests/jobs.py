@@ -25,7 +25,7 @@ NEGATIVE = ["awful", "terrible", "dreadful", "boring"]
 THINGS = ["soup", "waiter", "harbour", "sandwich", "room", "film"]
 
 
-def write_labeled_splits(folder: Path, seed: int = 0, sizes=(96, 40, 40)) -> dict[str, Path]:
+def write_labeled_splits(folder: Path, seed: int = 0, sizes=(128, 40, 40)) -> dict[str, Path]:
     """Short sentences whose label is given by their adjective: learnable in a few steps."""
     rng = random.Random(seed)
     paths = {}
@@ -34,7 +34,7 @@ def write_labeled_splits(folder: Path, seed: int = 0, sizes=(96, 40, 40)) -> dic
         for i in range(size):
             positive = i % 2 == 0
             word = rng.choice(POSITIVE if positive else NEGATIVE)
-            texts.append(f"The {rng.choice(THINGS)} was {word} today.")
+            texts.append(f"{rng.choice(THINGS)} {word}")
             labels.append("positive" if positive else "negative")
         paths[name] = folder / f"{name}.tsv"
         write_labeled_tsv(paths[name], texts, labels)

@@ -1,0 +1,149 @@
+"""The fine-tuning job end to end: outputs, learning, freezing, prediction, and bad input."""
+
+import csv
+import json
+import pickle
+
+import pytest
+import torch
+from jobs import tiny_finetune_config, tiny_pretrain_config, write_labeled_splits
+
+from minilm import finetune, pretrain
+from minilm.classifier import MiniLMForSequenceClassification, freeze_layers
+from minilm.errors import UserError
+from minilm.labeled_data import write_labeled_tsv
+from minilm.tokenizer import Tokenizer
+from minilm.trainer import OptimSettings, Trainer
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrained")
+    pretrain.run(tiny_pretrain_config(out, max_steps=8))
+    return out
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    return write_labeled_splits(tmp_path_factory.mktemp("labeled"))
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_a_tiny_fine_tune_writes_complete_outputs_and_beats_chance(pretrained, splits, tmp_path, pooling):
+    out = tmp_path / "ft"
+    reports = finetune.run(tiny_finetune_config(pretrained, out, splits, pooling=pooling, epochs=6))
+    for name in ("config.json", "model.pt", "tokenizer.model", "labels.json", "metrics.csv", "report.json",
+                 "predictions.tsv"):
+        assert (out / name).is_file(), name
+    test = json.loads((out / "report.json").read_text())["test"]
+    assert set(test) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
+    assert test["accuracy"] >= 0.75 and reports["test"]["accuracy"] == test["accuracy"]
+    assert sum(map(sum, test["confusion_matrix"])) == 40
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 6 and {"train_loss", "valid_loss", "valid_accuracy", "valid_macro_f1"} <= set(rows[0])
+    predictions = list(csv.DictReader((out / "predictions.tsv").open(), delimiter="\t"))
+    assert len(predictions) == 40 and predictions[0]["gold"] in ("positive", "negative")
+
+
+def test_predict_round_trips_a_saved_model(pretrained, splits, tmp_path, capsys):
+    out = tmp_path / "ft"
+    finetune.run(tiny_finetune_config(pretrained, out, splits, epochs=4))
+    saved = list(csv.DictReader((out / "predictions.tsv").open(), delimiter="\t"))[:5]
+    result = finetune.run(tiny_finetune_config(pretrained, out, splits, predict=[r["text"] for r in saved]))
+    assert [p["label"] for p in result["predictions"]] == [r["predicted"] for r in saved]
+    for p, r in zip(result["predictions"], saved, strict=True):
+        assert abs(max(p["probabilities"].values()) - float(r["probability"])) < 1e-3
+    assert saved[0]["text"] in capsys.readouterr().out
+
+
+def _one_step(clf: MiniLMForSequenceClassification) -> None:
+    trainer = Trainer(clf, OptimSettings(1e-2, 0.0, 0, 10, 0.0, 0.1, 1.0), torch.device("cpu"), torch.float32)
+    batch = (torch.randint(4, 300, (4, 10)), torch.ones(4, 10, dtype=torch.long), torch.tensor([0, 1, 0, 1]))
+    trainer.step([batch], lambda m, b: m(*b)[1])
+
+
+@pytest.mark.parametrize("freeze,trained_blocks", [("body", []), ("1", [1]), ("none", [0, 1])])
+def test_freeze_modes_really_freeze(pretrained, freeze, trained_blocks):
+    clf = MiniLMForSequenceClassification.from_pretrained_lm(pretrained, num_labels=2)
+    before = {k: v.clone() for k, v in clf.state_dict().items()}
+    trainable, total = freeze_layers(clf, freeze)
+    assert (trainable == total) == (freeze == "none")
+    _one_step(clf)
+    after = clf.state_dict()
+    assert not torch.equal(after["head.weight"], before["head.weight"])
+    for i in range(2):
+        changed = not torch.equal(after[f"body.blocks.{i}.attn.qkv.weight"], before[f"body.blocks.{i}.attn.qkv.weight"])
+        assert changed == (i in trained_blocks), (freeze, i)
+    embedding_changed = not torch.equal(after["body.token_embedding.weight"], before["body.token_embedding.weight"])
+    assert embedding_changed == (freeze == "none")
+
+
+def test_missing_pretrained_dir_says_which_command_makes_it(splits, tmp_path):
+    with pytest.raises(UserError, match="python train_pretrain.py"):
+        finetune.run(tiny_finetune_config(tmp_path / "missing", tmp_path / "ft", splits))
+
+
+def test_a_dir_that_is_not_a_checkpoint(splits, tmp_path):
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(UserError, match="not a minilm checkpoint dir"):
+        finetune.run(tiny_finetune_config(tmp_path / "notes", tmp_path / "ft", splits))
+
+
+class _Payload:
+    """Unpickling this would create a file: proof that code ran."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_model_pt_that_is_not_a_state_dict_is_refused_without_running_it(pretrained, splits, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("config.json", "tokenizer.model"):
+        (bad / name).write_bytes((pretrained / name).read_bytes())
+    marker = tmp_path / "code_ran"
+    with open(bad / "model.pt", "wb") as f:
+        pickle.dump({"weights": _Payload(str(marker))}, f)
+    with pytest.raises(UserError, match="not a plain tensor checkpoint"):
+        finetune.run(tiny_finetune_config(bad, tmp_path / "ft", splits))
+    assert not marker.exists()
+
+
+def test_a_tokenizer_that_does_not_match_the_checkpoint(pretrained, splits, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("config.json", "model.pt"):
+        (other / name).write_bytes((pretrained / name).read_bytes())
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"line {i} of a different corpus with other words" for i in range(300)))
+    Tokenizer.train(corpus, other / "tokenizer.model", vocab_size=300)
+    with pytest.raises(UserError, match="is not the tokenizer the model was trained with"):
+        finetune.run(tiny_finetune_config(other, tmp_path / "ft", splits))
+
+
+def test_predict_on_a_dir_that_was_never_fine_tuned(pretrained, splits):
+    with pytest.raises(UserError, match="not a fine-tuned classifier"):
+        finetune.run(tiny_finetune_config(pretrained, pretrained, splits, predict=["hello"]))
+
+
+def test_a_missing_label_column_lists_the_columns(pretrained, splits, tmp_path):
+    with pytest.raises(UserError, match="sentiment"):
+        finetune.run(tiny_finetune_config(pretrained, tmp_path / "ft", splits, label_column="sentiment"))
+
+
+def test_a_label_in_test_never_seen_in_train(pretrained, splits, tmp_path):
+    test = tmp_path / "test.tsv"
+    write_labeled_tsv(test, ["the soup was fine", "the soup was great"], ["neutral", "positive"])
+    with pytest.raises(UserError, match="neutral"):
+        finetune.run(tiny_finetune_config(pretrained, tmp_path / "ft", {**splits, "test": test}))
+
+
+def test_the_cli_turns_bad_input_into_one_line(pretrained, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        finetune.cli(["--init", str(tmp_path / "missing"), "--out", str(tmp_path / "ft")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "python train_pretrain.py" in err
