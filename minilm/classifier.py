@@ -117,17 +117,24 @@ class MiniLMForSequenceClassification(nn.Module):
 def freeze_layers(model: MiniLMForSequenceClassification, freeze: str) -> tuple[int, int]:
     """Choose what fine-tuning may change; returns (trainable, total) parameter counts.
 
-    "none": everything trains (GPT-1's choice). "body": only the head trains, the pretrained
-    features are used as they are (a linear probe). "N": the head and the last N blocks train,
-    plus the final norm; embeddings and earlier blocks stay as pretraining left them. Freezing
-    protects what pretraining learned when labels are few, and trains faster.
+    "none":       everything trains (GPT-1's choice).
+    "embeddings": everything but the token (and learned position) embeddings. A word the labels
+                  never show keeps the vector pretraining gave it, and so does every word the
+                  labels do show: both stay in the same space, so what the upper layers learn
+                  about "great" still applies to "superb", which pretraining put next to it.
+    "body":       only the head trains, on the pretrained features as they are (a linear probe).
+    "N":          the head, the last N blocks and the final norm train; the rest stays frozen.
+    Freezing protects what pretraining learned when labels are few, and trains faster.
     """
     n_blocks = len(model.body.blocks)
-    trainable_blocks = {"none": n_blocks, "body": 0}.get(freeze)
+    trainable_blocks = {"none": n_blocks, "embeddings": n_blocks, "body": 0}.get(freeze)
     if trainable_blocks is None:
         trainable_blocks = min(int(freeze), n_blocks)
     for p in model.parameters():
-        p.requires_grad = freeze == "none"
+        p.requires_grad = freeze in ("none", "embeddings")
+    if freeze == "embeddings":
+        for p in [model.body.token_embedding.weight, *model.body.position.parameters()]:
+            p.requires_grad = False
     for p in model.head.parameters():
         p.requires_grad = True
     for block in list(model.body.blocks)[n_blocks - trainable_blocks:]:

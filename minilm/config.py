@@ -156,6 +156,9 @@ class PretrainConfig:
     seed: int = option(1337, "random seed: same seed, same data order, same initial weights")
     resume: bool = option(False, "continue the run saved in --out from its trainer_state.pt")
     overwrite: bool = option(False, "start a new run even if --out already holds one (its files are replaced)")
+    find_lr: bool = option(False, "run a learning-rate range test on a fresh model instead of training: writes "
+                                  "only lr_find.csv/.png into --out and prints a suggested --lr")
+    find_lr_steps: int = option(100, "steps of the range test (the lr rises from 1e-6 to 1 over them)")
     model: dict = field(default_factory=dict)  # ModelConfig fields given as flags; override the preset
 
     def __post_init__(self) -> None:
@@ -166,6 +169,8 @@ class PretrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if not 0.0 < self.val_fraction < 0.5:
             raise UserError(f"--val-fraction must be between 0 and 0.5, got {self.val_fraction}")
+        if self.find_lr_steps < 10:
+            raise UserError(f"--find-lr-steps must be at least 10 to draw a curve, got {self.find_lr_steps}")
         self.model_config(self.vocab_size)  # fail now, not after tokenizing, if the model flags clash
 
     def model_config(self, vocab_size: int) -> ModelConfig:
@@ -203,8 +208,8 @@ class FinetuneConfig:
     dropout: float = option(0.1, "dropout in the body and before the head during fine-tuning")
     pooling: str = option("last", "sequence vector for the head: the last real token, or the mean of all",
                           ("last", "mean"))
-    freeze: str = option("none", "'none' trains everything, 'body' only the head, a number N trains the "
-                                 "head and the last N blocks")
+    freeze: str = option("none", "'none' trains everything, 'embeddings' all but the token embeddings, "
+                                 "'body' only the head, a number N the head and the last N blocks")
     lm_loss_weight: float = option(0.0, "weight λ of GPT-1's auxiliary language-model loss: L = L_cls + λ·L_lm "
                                         "(GPT-1 used 0.5)")
     class_weights: str = option("none", "'auto' weights each class by 1/frequency, for imbalanced labels",
@@ -219,6 +224,12 @@ class FinetuneConfig:
     dtype: str = option("auto", "training precision", ("auto", "fp32", "bf16", "fp16"))
     seed: int = option(1337, "random seed")
     overwrite: bool = option(False, "replace a previous fine-tuning run in --out")
+    augment: float = option(0.0, "text augmentation of training examples, a new variant every epoch: each word "
+                                 "is dropped, or swapped with its neighbour, with this probability (0 = off; "
+                                 "negations like 'not' are never touched); ~0.1 against overfitting small data")
+    find_lr: bool = option(False, "run a learning-rate range test on the classifier instead of training: "
+                                  "writes only lr_find.csv/.png into --out and prints a suggested --lr")
+    find_lr_steps: int = option(100, "steps of the range test (the lr rises from 1e-6 to 1 over them)")
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -231,5 +242,10 @@ class FinetuneConfig:
             raise UserError("--head-lr and --lm-loss-weight cannot be negative")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.freeze not in ("none", "body") and not self.freeze.isdigit():
-            raise UserError(f"--freeze must be 'none', 'body' or a number of blocks to train, got {self.freeze!r}")
+        if not 0.0 <= self.augment <= 0.5:
+            raise UserError(f"--augment must be in [0, 0.5] (a per-word probability), got {self.augment}")
+        if self.find_lr_steps < 10:
+            raise UserError(f"--find-lr-steps must be at least 10 to draw a curve, got {self.find_lr_steps}")
+        if self.freeze not in ("none", "embeddings", "body") and not self.freeze.isdigit():
+            raise UserError(f"--freeze must be 'none', 'embeddings', 'body' or a number of blocks to train, "
+                            f"got {self.freeze!r}")

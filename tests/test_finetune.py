@@ -62,12 +62,15 @@ def _one_step(clf: MiniLMForSequenceClassification) -> None:
     trainer.step([batch], lambda m, b: m(*b)[1])
 
 
-@pytest.mark.parametrize("freeze,trained_blocks", [("body", []), ("1", [1]), ("none", [0, 1])])
+@pytest.mark.parametrize("freeze,trained_blocks", [("body", []), ("1", [1]), ("none", [0, 1]),
+                                                   ("embeddings", [0, 1])])
 def test_freeze_modes_really_freeze(pretrained, freeze, trained_blocks):
     clf = MiniLMForSequenceClassification.from_pretrained_lm(pretrained, num_labels=2)
     before = {k: v.clone() for k, v in clf.state_dict().items()}
     trainable, total = freeze_layers(clf, freeze)
     assert (trainable == total) == (freeze == "none")
+    if freeze == "embeddings":
+        assert total - trainable == clf.body.token_embedding.weight.numel()
     _one_step(clf)
     after = clf.state_dict()
     assert not torch.equal(after["head.weight"], before["head.weight"])
