@@ -23,6 +23,7 @@ their outputs are concatenated back to C and mixed by one output projection.
 Two implementations share the parameters: "explicit" computes the formula line by line (read
 this one); "fused" calls torch's scaled_dot_product_attention, which does the same maths in one
 kernel (flash / memory-efficient attention on GPUs). tests/test_attention.py proves they agree.
+`attention_weights(x)` returns the softmax matrix itself, for looking at (minilm/attention_map.py).
 """
 
 from __future__ import annotations
@@ -105,13 +106,7 @@ class CausalSelfAttention(nn.Module):
         cache/layer: the KV cache and this block's index in it, when generating.
         """
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, 3C) -> 3 × (B, T, C)
-        # Split C into nh heads of hs and move heads next to batch: each head is independent.
-        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        if rotary is not None:
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)  # positions enter here
+        q, k, v = self.heads(x, rotary)  # (B, nh, T, hs) each
         if cache is not None:
             if padding_mask is not None:
                 raise ValueError("padding_mask cannot be combined with a KV cache")
@@ -125,15 +120,37 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.out_proj(y)  # (B, T, C): mixes what the heads found
 
-    def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                  padding_mask: torch.Tensor | None) -> torch.Tensor:
+    def heads(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, T, C) -> q, k, v, each (B, nh, T, hs), with rotary positions applied to q and k."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, 3C) -> 3 × (B, T, C)
+        # Split C into nh heads of hs and move heads next to batch: each head is independent.
+        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)  # positions enter here
+        return q, k, v
+
+    def attention_weights(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+                          padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """softmax(Q Kᵀ / √hs + M) for input x (B, T, C): (B, nh, T, T), row t = how much query t
+        reads each key. What either path multiplies V by (before dropout), for looking at."""
+        q, k, _ = self.heads(x, rotary)
+        return self._weights(q, k, padding_mask)
+
+    def _weights(self, q: torch.Tensor, k: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
         T, Tk = q.size(2), k.size(2)
         # (B, nh, T, hs) @ (B, nh, hs, Tk) -> (B, nh, T, Tk): one score per (query, key) pair
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)
         allowed = attention_mask_for(T, Tk, padding_mask, q.device)  # (B|1, 1, T, Tk)
         scores = scores.masked_fill(~allowed, float("-inf"))  # + M: exp(-inf) = 0 weight
-        weights = torch.softmax(scores, dim=-1)  # (B, nh, T, Tk): each row sums to 1
-        weights = self.attn_dropout(weights)
+        return torch.softmax(scores, dim=-1)  # (B, nh, T, Tk): each row sums to 1
+
+    def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                  padding_mask: torch.Tensor | None) -> torch.Tensor:
+        weights = self.attn_dropout(self._weights(q, k, padding_mask))  # (B, nh, T, Tk)
         return weights @ v  # (B, nh, T, Tk) @ (B, nh, Tk, hs) -> (B, nh, T, hs)
 
     def _fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

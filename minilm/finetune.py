@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from minilm.augment import augment_texts
 from minilm.checkpoint import (
     atomic_write,
     claim_out_dir,
@@ -31,6 +34,7 @@ from minilm.cli import add_flags, command_line, values_for
 from minilm.config import FinetuneConfig
 from minilm.errors import UserError, exit_on_user_error
 from minilm.labeled_data import LabelMap, classification_batches, encode_texts, read_labeled
+from minilm.lr_finder import find_lr
 from minilm.metrics import classification_report, format_report
 from minilm.plots import plot_curves
 from minilm.predict import classify, run_predict
@@ -96,15 +100,13 @@ def build_model(cfg: FinetuneConfig, init: str, num_labels: int) -> MiniLMForSeq
     return MiniLMForSequenceClassification.from_pretrained_lm(init, num_labels, cfg.pooling, cfg.dropout)
 
 
-def train_classifier(cfg: FinetuneConfig, init: str, splits: dict[str, Split], labels: LabelMap,
-                     out: Path, device: torch.device, dtype: torch.dtype
-                     ) -> tuple[MiniLMForSequenceClassification, list]:
-    """Fine-tune from `init` (a dir or "scratch"); keep the best valid epoch in out/model.pt."""
+def prepare_training(cfg: FinetuneConfig, init: str, train: Split, num_labels: int, device: torch.device,
+                     dtype: torch.dtype) -> tuple[MiniLMForSequenceClassification, Trainer, Callable]:
+    """A fresh classifier from `init`, frozen as --freeze says, its Trainer, and its loss function."""
     seed_everything(cfg.seed)
-    model = build_model(cfg, init, len(labels)).to(device)
+    model = build_model(cfg, init, num_labels).to(device)
     trainable, total = freeze_layers(model, cfg.freeze)
     print(f"[{init}] {trainable:,} of {total:,} parameters train (--freeze {cfg.freeze})")
-    train = splits["train"]
     steps_per_epoch = -(-len(train.seqs) // cfg.batch_size)
     max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     settings = OptimSettings(cfg.lr, cfg.min_lr, min(cfg.warmup_steps, max_steps - 1), max_steps, 0.0,
@@ -112,18 +114,39 @@ def train_classifier(cfg: FinetuneConfig, init: str, splits: dict[str, Split], l
     check_settings(settings)
     head_scale = {"head.": cfg.head_lr / cfg.lr} if cfg.head_lr else None
     trainer = Trainer(model, settings, device, dtype, lr_scale=head_scale)
-    weights = class_weight_tensor(train, len(labels), device) if cfg.class_weights == "auto" else None
+    weights = class_weight_tensor(train, num_labels, device) if cfg.class_weights == "auto" else None
 
     def loss_fn(m, batch):
         ids, mask, y = (t.to(device) for t in batch)
         return m(ids, mask, y, lm_loss_weight=cfg.lm_loss_weight, class_weights=weights)[1]
 
+    return model, trainer, loss_fn
+
+
+def epoch_sequences(cfg: FinetuneConfig, train: Split, tokenizer: Tokenizer, epoch: int) -> list[list[int]]:
+    """The training token ids of one epoch: with --augment, this epoch's variants re-tokenized."""
+    if not cfg.augment:
+        return train.seqs
+    texts = augment_texts(train.texts, cfg.augment, cfg.seed, epoch)
+    # Edits only drop or reorder words, so the originals' longest length (already within
+    # --max-length and the context) also bounds the variants.
+    longest = max(len(seq) for seq in train.seqs)
+    return encode_texts(tokenizer, texts, max(longest, 3))[0]
+
+
+def train_classifier(cfg: FinetuneConfig, init: str, splits: dict[str, Split], labels: LabelMap, tokenizer: Tokenizer,
+                     out: Path, device: torch.device, dtype: torch.dtype
+                     ) -> tuple[MiniLMForSequenceClassification, list]:
+    """Fine-tune from `init` (a dir or "scratch"); keep the best valid epoch in out/model.pt."""
+    train = splits["train"]
+    model, trainer, loss_fn = prepare_training(cfg, init, train, len(labels), device, dtype)
     rows, best_f1, stale = [], -1.0, 0
-    bar = tqdm(total=max_steps, unit="step", desc=f"fine-tuning ({init})", dynamic_ncols=True)
+    bar = tqdm(total=trainer.settings.max_steps, unit="step", desc=f"fine-tuning ({init})", dynamic_ncols=True)
     for epoch in range(1, cfg.epochs + 1):
         losses = []
-        for batch in classification_batches(train.seqs, train.label_ids, cfg.batch_size, Tokenizer.pad_id,
-                                            shuffle=True, seed=cfg.seed, epoch=epoch):
+        for batch in classification_batches(epoch_sequences(cfg, train, tokenizer, epoch), train.label_ids,
+                                            cfg.batch_size, Tokenizer.pad_id, shuffle=True, seed=cfg.seed,
+                                            epoch=epoch):
             losses.append(trainer.step([batch], loss_fn))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{trainer.lr:.2e}")
@@ -203,13 +226,15 @@ def run(cfg: FinetuneConfig) -> dict:
     if fingerprint and fingerprint != tokenizer.fingerprint:
         raise UserError(f"{source}/tokenizer.model (fingerprint {tokenizer.fingerprint}) is not the tokenizer the "
                         f"model was trained with ({fingerprint}); restore the original tokenizer.model")
-    claim_out_dir(out, resume=False, overwrite=cfg.overwrite, job="fine-tuning")
     context = source_config["model"]["context_length"]
     splits, labels = load_splits(cfg, tokenizer, min(cfg.max_length or context, context))
     sizes = ", ".join(f"{name} {len(split.seqs)}" for name, split in splits.items())
     print(f"labels: {', '.join(labels.names)} | examples: {sizes}")
+    if cfg.find_lr:
+        return find_classifier_lr(cfg, splits["train"], len(labels), out, device, dtype)
+    claim_out_dir(out, resume=False, overwrite=cfg.overwrite, job="fine-tuning")
 
-    model, rows = train_classifier(cfg, cfg.init, splits, labels, out, device, dtype)
+    model, rows = train_classifier(cfg, cfg.init, splits, labels, tokenizer, out, device, dtype)
     tokenizer.save(out / "tokenizer.model")
     labels.save(out / "labels.json")
     save_json({"kind": "finetune", "model": model.cfg.to_dict(),
@@ -221,7 +246,7 @@ def run(cfg: FinetuneConfig) -> dict:
     if cfg.compare_scratch and cfg.init != "scratch":
         scratch_out = out / "scratch"
         scratch_out.mkdir(exist_ok=True)
-        scratch_model, _ = train_classifier(replace(cfg, shape_from=source), "scratch", splits, labels,
+        scratch_model, _ = train_classifier(replace(cfg, shape_from=source), "scratch", splits, labels, tokenizer,
                                             scratch_out, device, dtype)
         scratch = report_splits(scratch_model, splits, labels, device, dtype, cfg, scratch_out, "from scratch")
         print(format_comparison(reports, scratch))
@@ -230,6 +255,17 @@ def run(cfg: FinetuneConfig) -> dict:
     print(f"saved to {out}/: model.pt, config.json, tokenizer.model, labels.json, metrics.csv, report.json, "
           f"predictions.tsv")
     return reports
+
+
+def find_classifier_lr(cfg: FinetuneConfig, train: Split, num_labels: int, out: Path, device: torch.device,
+                       dtype: torch.dtype) -> dict:
+    """--find-lr: the learning-rate range test (minilm/lr_finder.py) on the classifier as --init and
+    --freeze make it, with shuffled training batches; writes only out/lr_find.*."""
+    _, trainer, loss_fn = prepare_training(cfg, cfg.init, train, num_labels, device, dtype)
+    batches = ([batch] for epoch in itertools.count(1)
+               for batch in classification_batches(train.seqs, train.label_ids, cfg.batch_size, Tokenizer.pad_id,
+                                                   shuffle=True, seed=cfg.seed, epoch=epoch))
+    return find_lr(trainer, batches, loss_fn, cfg.find_lr_steps, out)
 
 
 def format_comparison(pretrained: dict, scratch: dict) -> str:

@@ -120,10 +120,11 @@ class TransformerBody(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.final_norm = make_norm(cfg)
 
-    def forward(self, input_ids: torch.Tensor, padding_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None) -> torch.Tensor:
-        B, T = input_ids.shape
-        start = cache.length if cache is not None else 0  # cached tokens come first
+    def embed(self, input_ids: torch.Tensor, start: int = 0
+              ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """input_ids (B, T) at positions start.. -> the blocks' input h_0 (B, T, C), and the rotary
+        (cos, sin) each (T, hs) the attention layers need (None for additive positions)."""
+        T = input_ids.size(1)
         if start + T > self.cfg.context_length:
             raise ValueError(
                 f"sequence length {start + T} exceeds context_length {self.cfg.context_length}; "
@@ -136,7 +137,13 @@ class TransformerBody(nn.Module):
             rotary = self.position(positions)  # (cos, sin), each (T, hs): used inside attention
         else:
             x = x + self.position(positions)  # (B, T, C) + (T, C): added once, at the bottom
-        x = self.embed_dropout(x)
+        return self.embed_dropout(x), rotary
+
+    def forward(self, input_ids: torch.Tensor, padding_mask: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        T = input_ids.size(1)
+        start = cache.length if cache is not None else 0  # cached tokens come first
+        x, rotary = self.embed(input_ids, start)  # (B, T, C)
         for layer, block in enumerate(self.blocks):
             x = block(x, rotary, padding_mask, cache, layer)  # (B, T, C)
         if cache is not None:

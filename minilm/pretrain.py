@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import math
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +23,7 @@ from minilm.cli import add_flags, command_line, values_for
 from minilm.config import ModelConfig, PretrainConfig
 from minilm.errors import UserError, exit_on_user_error
 from minilm.lm_data import LMBatcher, build_token_cache, fixed_batches, unigram_cross_entropy
+from minilm.lr_finder import find_lr
 from minilm.metrics import perplexity
 from minilm.model import MiniLM
 from minilm.plots import plot_curves
@@ -66,6 +69,11 @@ def bytes_per_token(tokens, tokenizer: Tokenizer) -> float:
     return n_bytes / len(tokens)
 
 
+def next_micro_batches(batcher: LMBatcher, n: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The next n (x, y) batches of the stream, on the device: one optimizer step's worth."""
+    return [tuple(t.to(device, non_blocking=True) for t in batcher.next_batch()) for _ in range(n)]
+
+
 def prepare_tokens(cfg: PretrainConfig, out: Path, data_path: Path, ddp, resume: bool):
     """Train (or, on resume, reload) the tokenizer, then tokenize the corpus into out/tokens.
 
@@ -103,6 +111,8 @@ def run(cfg: PretrainConfig) -> dict:
                              cfg.weight_decay, cfg.grad_clip, cfg.grad_accum)
     check_settings(settings)
     out = Path(cfg.out)
+    if cfg.find_lr:
+        return find_pretrain_lr(cfg, settings, ddp, device, dtype)
     if ddp.is_main:
         claim_out_dir(out, cfg.resume, cfg.overwrite, "pretraining")
     enable_tf32()
@@ -161,9 +171,8 @@ def run(cfg: PretrainConfig) -> dict:
                unit="step", dynamic_ncols=True)
     started = time.perf_counter()
     while not trainer.done:
-        micro = [tuple(t.to(device, non_blocking=True) for t in batcher.next_batch()) for _ in range(cfg.grad_accum)]
         try:
-            loss = trainer.step(micro, lm_loss)
+            loss = trainer.step(next_micro_batches(batcher, cfg.grad_accum, device), lm_loss)
         except FloatingPointError as err:
             last = f"{out / 'trainer_state.pt'} (step {history['rows'][-1]['step']})" if history["rows"] else "none yet"
             raise UserError(f"{err}; training stopped. Last good checkpoint: {last}. Try a lower --lr "
@@ -199,6 +208,25 @@ def run(cfg: PretrainConfig) -> dict:
                               time.perf_counter() - started, device)
     ddp.close()
     return report
+
+
+def find_pretrain_lr(cfg: PretrainConfig, settings: OptimSettings, ddp, device: torch.device,
+                     dtype: torch.dtype) -> dict:
+    """--find-lr: the learning-rate range test (minilm/lr_finder.py) on a fresh model; no real run.
+
+    The tokenizer and token cache go to a temporary dir, so --out receives only lr_find.* and
+    a finished run there stays exactly as it was.
+    """
+    if ddp.enabled:
+        raise UserError("--find-lr runs in one process: start it with python, not torchrun")
+    seed_everything(cfg.seed)
+    data_path = Path(cfg.data) if cfg.data else ensure_default_data()["unlabeled"]
+    with tempfile.TemporaryDirectory(prefix="minilm-find-lr-") as scratch:
+        tokenizer, cache = prepare_tokens(cfg, Path(scratch), data_path, ddp, resume=False)
+        model = MiniLM(cfg.model_config(tokenizer.vocab_size)).to(device)
+        batcher = LMBatcher(cache.train, model.cfg.context_length, cfg.batch_size, cfg.seed, name="train split")
+        steps = (next_micro_batches(batcher, cfg.grad_accum, device) for _ in itertools.count())
+        return find_lr(Trainer(model, settings, device, dtype), steps, lm_loss, cfg.find_lr_steps, Path(cfg.out))
 
 
 def write_metrics(rows: list[dict], out: Path) -> None:

@@ -107,15 +107,17 @@ class Trainer:
     def done(self) -> bool:
         return self.progress >= 1.0
 
-    def step(self, micro_batches: Iterable, loss_fn: Callable[[nn.Module, object], torch.Tensor]) -> float:
+    def step(self, micro_batches: Iterable, loss_fn: Callable[[nn.Module, object], torch.Tensor],
+             lr: float | None = None) -> float:
         """One optimizer step over grad_accum micro-batches; returns the mean loss.
 
         loss_fn(model, batch) -> scalar loss, called under autocast. Raises FloatingPointError
-        if the loss is NaN or infinite (the job decides what to tell the user).
+        if the loss is NaN or infinite (the job decides what to tell the user). lr, when given,
+        replaces the schedule's rate for this step (the learning-rate range test sweeps it).
         """
         s = self.settings
         started = time.perf_counter()
-        self.lr = lr_at(self.step_count, self.progress, s)
+        self.lr = lr_at(self.step_count, self.progress, s) if lr is None else lr
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * group["lr_scale"]
         model = self.ddp_model or self.model
