@@ -1,0 +1,1 @@
+"""Benchmarks for minilm: machine peak, training, generation, scaling, fine-tuning (see README.md)."""

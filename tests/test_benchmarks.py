@@ -1,0 +1,67 @@
+"""Smoke tests: every benchmark runs one tiny iteration and writes its section (no timing asserted)."""
+
+import pytest
+import torch
+
+from benchmarks import finetune, generation, mfu_targets, peak, run_all, scaling, train
+from benchmarks.common import DEFAULT_RESULTS, format_table
+
+SECTION_TITLES = {
+    peak: "Machine peak",
+    train: "Training throughput by preset",
+    mfu_targets: "CPU MFU targets and fixes",
+    generation: "Generation: KV cache vs none",
+    scaling: "Scaling: context, width, depth",
+    finetune: "Fine-tuning and single-sentence latency",
+}
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """--threads changes torch's global thread count; give the other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def real_results_untouched():
+    before = DEFAULT_RESULTS.read_bytes() if DEFAULT_RESULTS.exists() else None
+    yield
+    after = DEFAULT_RESULTS.read_bytes() if DEFAULT_RESULTS.exists() else None
+    assert after == before, "a smoke test wrote to benchmarks/RESULTS.md"
+
+
+@pytest.mark.parametrize("module", list(SECTION_TITLES), ids=lambda m: m.__name__.split(".")[-1])
+def test_benchmark_writes_its_section(module, tmp_path, real_results_untouched):
+    results = tmp_path / "RESULTS.md"
+    module.main(["--smoke", "--threads", "1", "--results", str(results)])
+    text = results.read_text()
+    assert text.startswith("# Benchmark results")
+    assert f"## {SECTION_TITLES[module]}" in text
+    assert "torch " + torch.__version__ in text and "- command: `" in text
+    assert "|---|" in text  # at least one table
+
+
+def test_no_record_writes_nothing(tmp_path, real_results_untouched):
+    results = tmp_path / "RESULTS.md"
+    peak.main(["--smoke", "--no-record", "--results", str(results)])
+    assert not results.exists()
+
+
+def test_run_all_only_runs_the_chosen_benchmarks(tmp_path, real_results_untouched):
+    results = tmp_path / "RESULTS.md"
+    run_all.main(["--smoke", "--threads", "1", "--results", str(results), "--only", "peak,generation"])
+    text = results.read_text()
+    assert text.count("\n## ") == 2
+    assert "## Machine peak" in text and "## Generation" in text
+
+
+def test_run_all_rejects_an_unknown_benchmark():
+    with pytest.raises(SystemExit):
+        run_all.main(["--smoke", "--only", "nonsense"])
+
+
+def test_format_table_has_a_row_per_item():
+    table = format_table(["a", "b"], [[1, 0.12345], ["x", 12345.6]])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.123 |", "| x | 12,346 |"]
