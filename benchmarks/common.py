@@ -41,6 +41,14 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                         help="torch.set_num_threads for CPU runs; 0 keeps torch's default (one per core)")
 
 
+def run_benchmark(doc: str, add_args, run, argv: list[str] | None = None) -> None:
+    """The command line of one benchmark: the common flags, its own flags (add_args), then run(args)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    add_args(parser)
+    run(parser.parse_args(argv))
+
+
 def setup(args: argparse.Namespace) -> torch.device:
     """Apply the flags that change global state; return the device to run on."""
     if args.threads:

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from benchmarks.common import add_common_args, format_table, record, setup
+from benchmarks.common import format_table, record, run_benchmark, setup
 from benchmarks.workloads import PRESET_VOCAB, StepOptions, lm_config, measure_training
 from minilm import MiniLMForSequenceClassification
 from minilm.config import PRESETS
@@ -86,10 +86,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    add_args(parser)
-    run(parser.parse_args(argv))
+    run_benchmark(__doc__, add_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks.common import add_common_args, format_table, record, setup, time_fn
+from benchmarks.common import format_table, record, run_benchmark, setup, time_fn
 from benchmarks.workloads import PRESET_VOCAB, lm_config, random_tokens
 from minilm import MiniLM
 from minilm.config import PRESETS
@@ -61,10 +61,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    add_args(parser)
-    run(parser.parse_args(argv))
+    run_benchmark(__doc__, add_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.common import add_common_args, format_table, keep_freed_memory, record, setup, time_fn
+from benchmarks.common import format_table, keep_freed_memory, record, run_benchmark, setup, time_fn
 from benchmarks.peak import peak_flops_for, refreshed
 from benchmarks.workloads import StepOptions, lm_config, lm_loss_of, make_train_step, random_tokens
 from minilm import MiniLM
@@ -114,10 +114,7 @@ def run(args: argparse.Namespace, peaks: dict[torch.dtype, float] | None = None)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    add_args(parser)
-    run(parser.parse_args(argv))
+    run_benchmark(__doc__, add_args, run, argv)
 
 
 if __name__ == "__main__":

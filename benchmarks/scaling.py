@@ -16,7 +16,7 @@ import argparse
 
 import torch
 
-from benchmarks.common import add_common_args, format_table, record, setup
+from benchmarks.common import format_table, record, run_benchmark, setup
 from benchmarks.peak import peak_flops_for, refreshed
 from benchmarks.workloads import StepOptions, lm_config, measure_lm_training
 
@@ -79,10 +79,7 @@ def run(args: argparse.Namespace, peaks: dict[torch.dtype, float] | None = None)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    add_args(parser)
-    run(parser.parse_args(argv))
+    run_benchmark(__doc__, add_args, run, argv)
 
 
 if __name__ == "__main__":
