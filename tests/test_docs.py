@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+DOCS = sorted((ROOT / "docs").glob("*.md")) + sorted(ROOT.glob("README*.md"))
 DOCS = [p for p in DOCS if p.is_file()]
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
