@@ -94,15 +94,21 @@ def test_same_seed_same_bytes(tmp_path):
     assert all(a[name].read_bytes() != c[name].read_bytes() for name in a)
 
 
-def test_ensure_default_data_generates_only_when_a_file_is_missing(paths, monkeypatch, capsys):
+def test_ensure_default_data_generates_only_when_missing_or_stale(tmp_path, monkeypatch, capsys):
+    directory = tmp_path / "reviews"
+    paths = reviews_world.generate(directory, seed=0, n_unlabeled=50)
+    version = directory / "VERSION"
+    version.write_text(reviews_world._version_line(0, reviews_world.N_UNLABELED) + "\n")  # as if full size
     calls = []
     monkeypatch.setattr(reviews_world, "generate", lambda directory, seed: calls.append(directory))
-    directory = paths["train"].parent
     assert reviews_world.ensure_default_data(directory) == paths
     assert calls == []
-    missing = directory.parent / "missing"
+    version.write_text(f"generator {reviews_world.GENERATOR_VERSION - 1} seed 0 unlabeled 70000\n")
+    reviews_world.ensure_default_data(directory)  # made by an older generator: made again
+    assert calls == [directory]
+    missing = tmp_path / "missing"
     reviews_world.ensure_default_data(missing)
-    assert calls == [missing]
+    assert calls == [directory, missing]
     assert "generating the default review corpus" in capsys.readouterr().out
 
 
