@@ -150,3 +150,23 @@ def test_the_cli_turns_bad_input_into_one_line(pretrained, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "python train_pretrain.py" in err
+
+
+def test_many_string_classes_and_auto_class_weights(pretrained, tmp_path):
+    # Twelve classes named by strings, one of them rare: the report covers every class.
+    names = [f"topic-{c}" for c in "abcdefghijkl"]
+    splits = {}
+    for split, size in (("train", 120), ("valid", 36), ("test", 36)):
+        labels = [names[i % 12] if i % 10 else names[0] for i in range(size)]
+        texts = [f"{label.split('-')[1]} thing {i}" for i, label in enumerate(labels)]
+        splits[split] = tmp_path / f"{split}.tsv"
+        write_labeled_tsv(splits[split], texts, labels)
+    reports = finetune.run(tiny_finetune_config(pretrained, tmp_path / "ft", splits, epochs=1, class_weights="auto"))
+    assert json.loads((tmp_path / "ft" / "labels.json").read_text())["labels"] == sorted(names)
+    assert len(reports["test"]["confusion_matrix"]) == 12 and set(reports["test"]["per_class"]) == set(names)
+
+
+def test_auto_class_weights_are_inverse_frequencies():
+    split = finetune.Split("train", ["x"] * 4, [0, 0, 0, 1], [[2, 3]] * 4)
+    weights = finetune.class_weight_tensor(split, 2, torch.device("cpu"))
+    torch.testing.assert_close(weights, torch.tensor([4 / (2 * 3), 4 / (2 * 1)]))
