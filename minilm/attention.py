@@ -44,7 +44,8 @@ class KVCache:
     While generating, token t's keys and values never change (causal attention: nothing later
     can affect them), so each step feeds only the new token and reuses the stored K, V instead
     of recomputing the whole prefix. Cost per new token drops from O(T) forward passes' worth
-    of work to O(1) projections plus one attention row.
+    of work to O(1) projections plus one attention row. (Once the sequence outgrows the window,
+    every position shifts and the cache must be rebuilt each step: see minilm/sampling.py.)
     """
 
     def __init__(self, n_layer: int, batch_size: int, n_head: int, max_len: int, head_size: int,
@@ -95,7 +96,7 @@ class CausalSelfAttention(nn.Module):
         # W_q, W_k, W_v for all heads at once: one (C -> 3C) matmul instead of 3·nh small ones.
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.out_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
-        self.out_proj.is_residual_projection = True  # gets the scaled init (see model._init_weights)
+        self.out_proj.is_residual_projection = True  # gets the scaled init (see model.init_weights)
         self.attn_dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,

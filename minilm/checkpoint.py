@@ -105,12 +105,22 @@ def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], so
                         f"({detail[1].strip() if len(detail) > 1 else detail[0]})") from None
 
 
+# Everything a run writes into its out dir (the token cache in tokens/ is kept: it is checked
+# against the corpus and tokenizer each time).
+RUN_FILES = ("config.json", "model.pt", "tokenizer.model", "trainer_state.pt", "metrics.csv", "report.json",
+             "samples.txt", "loss.png", "labels.json", "predictions.tsv")
+
+
 def claim_out_dir(out: Path, resume: bool, overwrite: bool, job: str) -> None:
     """Make sure starting a run in `out` cannot destroy a previous run by accident.
 
     A dir that already holds a checkpoint is only reused with --resume (continue it) or
-    --overwrite (replace it); --resume on a dir with nothing to resume is an error too.
+    --overwrite (replace it: the old run's files are deleted first, so a crash early in the new
+    run cannot leave old weights next to a new tokenizer); --resume on a dir with nothing to
+    resume is an error too.
     """
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory; choose another --out")
     has_state = (out / "trainer_state.pt").is_file()
     has_run = has_state or (out / "model.pt").is_file()
     if resume and not has_state:
@@ -118,7 +128,20 @@ def claim_out_dir(out: Path, resume: bool, overwrite: bool, job: str) -> None:
     if has_run and not resume and not overwrite:
         raise UserError(f"{out} already holds a {job} run; pass --resume to continue it, --overwrite to "
                         f"replace it, or --out to choose another dir")
+    if overwrite and not resume:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def load_checked_tokenizer(ckpt_dir: Path, config: dict[str, Any]) -> Tokenizer:
+    """The dir's tokenizer.model, refused if it is not the one config.json says the model used."""
+    tokenizer = Tokenizer.load(ckpt_dir / "tokenizer.model")
+    saved_fingerprint = config.get("tokenizer", {}).get("fingerprint")
+    if saved_fingerprint is not None and saved_fingerprint != tokenizer.fingerprint:
+        raise UserError(f"{ckpt_dir / 'tokenizer.model'} (fingerprint {tokenizer.fingerprint}) is not the tokenizer "
+                        f"the model was trained with (config.json says {saved_fingerprint}); put that one back")
+    return tokenizer
 
 
 def load_lm(ckpt_dir: str | Path, device: torch.device) -> tuple[MiniLM, Tokenizer]:
@@ -129,11 +152,7 @@ def load_lm(ckpt_dir: str | Path, device: torch.device) -> tuple[MiniLM, Tokeniz
     """
     ckpt_dir = Path(ckpt_dir)
     config = read_config(ckpt_dir)
-    tokenizer = Tokenizer.load(ckpt_dir / "tokenizer.model")
-    saved_fingerprint = config.get("tokenizer", {}).get("fingerprint")
-    if saved_fingerprint is not None and saved_fingerprint != tokenizer.fingerprint:
-        raise UserError(f"{ckpt_dir / 'tokenizer.model'} (fingerprint {tokenizer.fingerprint}) is not the tokenizer "
-                        f"the model was trained with (config.json says {saved_fingerprint}); put that one back")
+    tokenizer = load_checked_tokenizer(ckpt_dir, config)
     state = load_state_dict(ckpt_dir)
     if "lm_head.weight" not in state:
         raise UserError(f"{ckpt_dir / 'model.pt'} has no language-model head (no lm_head.weight), "

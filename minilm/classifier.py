@@ -92,9 +92,9 @@ class MiniLMForSequenceClassification(nn.Module):
 
         class_weights (num_labels,): per-class loss weights, e.g. 1/frequency for imbalanced data.
         """
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
         hidden = self.body(input_ids, padding_mask=attention_mask)  # (B, T, C)
+        if attention_mask is None:  # all real: after the body, which then needs no mask at all
+            attention_mask = torch.ones_like(input_ids)
         pooled = pool_hidden(hidden, attention_mask, self.pooling)  # (B, C)
         logits = self.head(self.dropout(pooled))  # (B, num_labels)
         if labels is None:

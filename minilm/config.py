@@ -74,6 +74,8 @@ class ModelConfig:
             raise UserError(f"rope needs an even head size; d_model/n_head = {self.head_size}")
         if self.pos_encoding == "sinusoidal" and self.d_model % 2:
             raise UserError(f"sinusoidal positions need an even d_model, got {self.d_model}")
+        if self.rope_base <= 0:
+            raise UserError(f"rope_base must be positive, got {self.rope_base}")
         if self.d_ff < 0:
             raise UserError(f"d_ff must be >= 0 (0 = automatic), got {self.d_ff}")
         if self.d_ff == 0:

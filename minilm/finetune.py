@@ -23,6 +23,7 @@ from minilm.augment import augment_texts
 from minilm.checkpoint import (
     atomic_write,
     claim_out_dir,
+    load_checked_tokenizer,
     load_model_config,
     load_torch,
     read_config,
@@ -31,7 +32,7 @@ from minilm.checkpoint import (
 )
 from minilm.classifier import MiniLMForSequenceClassification, freeze_layers
 from minilm.cli import add_flags, command_line, values_for
-from minilm.config import FinetuneConfig
+from minilm.config import FinetuneConfig, ModelConfig
 from minilm.errors import UserError, exit_on_user_error
 from minilm.labeled_data import LabelMap, classification_batches, encode_texts, read_labeled
 from minilm.lr_finder import find_lr
@@ -39,7 +40,7 @@ from minilm.metrics import classification_report, format_report
 from minilm.plots import plot_curves
 from minilm.predict import classify, run_predict
 from minilm.reviews_world import ensure_default_data
-from minilm.runtime import resolve_device, resolve_dtype, seed_everything
+from minilm.runtime import enable_tf32, resolve_device, resolve_dtype, seed_everything
 from minilm.tokenizer import Tokenizer
 from minilm.trainer import OptimSettings, Trainer, check_settings
 
@@ -59,6 +60,10 @@ class Split:
 def load_splits(cfg: FinetuneConfig, tokenizer: Tokenizer, max_length: int) -> tuple[dict[str, Split], LabelMap]:
     """Read train/valid/test (+ transfer), build the label map from train, tokenize everything."""
     paths = {"train": cfg.train, "valid": cfg.valid, "test": cfg.test, "transfer": cfg.transfer}
+    if not cfg.train and any(paths.values()):
+        given = [f"--{name}" for name, path in paths.items() if path]
+        raise UserError(f"{' and '.join(given)} given without --train: pass --train too, or none of them "
+                        f"to use the embedded review data")
     if not cfg.train:
         default = ensure_default_data()
         paths = {name: str(default[name]) for name in paths}
@@ -68,6 +73,9 @@ def load_splits(cfg: FinetuneConfig, tokenizer: Tokenizer, max_length: int) -> t
     raw = {name: read_labeled(path, cfg.text_column or None, cfg.label_column)
            for name, path in paths.items() if path}
     labels = LabelMap.from_labels(raw["train"][1])
+    if len(labels) < 2:
+        raise UserError(f"{paths['train']} has only one label ({labels.names[0]!r}); a classifier needs at least "
+                        f"two (is --label-column {cfg.label_column!r} the right column?)")
     splits, truncated = {}, 0
     for name, (texts, label_strings) in raw.items():
         seqs, n_cut = encode_texts(tokenizer, texts, max_length)
@@ -108,7 +116,7 @@ def prepare_training(cfg: FinetuneConfig, init: str, train: Split, num_labels: i
     trainable, total = freeze_layers(model, cfg.freeze)
     print(f"[{init}] {trainable:,} of {total:,} parameters train (--freeze {cfg.freeze})")
     steps_per_epoch = -(-len(train.seqs) // cfg.batch_size)
-    max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    max_steps = min(cfg.max_steps or cfg.epochs * steps_per_epoch, cfg.epochs * steps_per_epoch)
     settings = OptimSettings(cfg.lr, cfg.min_lr, min(cfg.warmup_steps, max_steps - 1), max_steps, 0.0,
                              cfg.weight_decay, cfg.grad_clip)
     check_settings(settings)
@@ -147,7 +155,11 @@ def train_classifier(cfg: FinetuneConfig, init: str, splits: dict[str, Split], l
         for batch in classification_batches(epoch_sequences(cfg, train, tokenizer, epoch), train.label_ids,
                                             cfg.batch_size, Tokenizer.pad_id, shuffle=True, seed=cfg.seed,
                                             epoch=epoch):
-            losses.append(trainer.step([batch], loss_fn))
+            try:
+                losses.append(trainer.step([batch], loss_fn))
+            except FloatingPointError as err:
+                raise UserError(f"{err}; fine-tuning stopped (the best epoch so far is in {out / 'model.pt'}). "
+                                f"Try a lower --lr or --dtype fp32") from None
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{trainer.lr:.2e}")
             if trainer.done:
@@ -221,11 +233,7 @@ def run(cfg: FinetuneConfig) -> dict:
         raise UserError(f"{source} does not exist: make a pretrained model first with `python train_pretrain.py`"
                         f" (or pass --init DIR, or --init scratch --shape-from DIR)")
     source_config = read_config(source)
-    tokenizer = Tokenizer.load(Path(source) / "tokenizer.model")
-    fingerprint = source_config.get("tokenizer", {}).get("fingerprint")
-    if fingerprint and fingerprint != tokenizer.fingerprint:
-        raise UserError(f"{source}/tokenizer.model (fingerprint {tokenizer.fingerprint}) is not the tokenizer the "
-                        f"model was trained with ({fingerprint}); restore the original tokenizer.model")
+    tokenizer = load_checked_tokenizer(Path(source), source_config)
     context = source_config["model"]["context_length"]
     splits, labels = load_splits(cfg, tokenizer, min(cfg.max_length or context, context))
     sizes = ", ".join(f"{name} {len(split.seqs)}" for name, split in splits.items())
@@ -233,15 +241,17 @@ def run(cfg: FinetuneConfig) -> dict:
     if cfg.find_lr:
         return find_classifier_lr(cfg, splits["train"], len(labels), out, device, dtype)
     claim_out_dir(out, resume=False, overwrite=cfg.overwrite, job="fine-tuning")
-
-    model, rows = train_classifier(cfg, cfg.init, splits, labels, tokenizer, out, device, dtype)
+    enable_tf32()
+    # Labels, tokenizer and config go in first: whatever model.pt a crash leaves, they describe it.
     tokenizer.save(out / "tokenizer.model")
     labels.save(out / "labels.json")
-    save_json({"kind": "finetune", "model": model.cfg.to_dict(),
+    model_cfg = ModelConfig.from_dict({**source_config["model"], "dropout": cfg.dropout})
+    save_json({"kind": "finetune", "model": model_cfg.to_dict(),
                "classifier": {"num_labels": len(labels), "pooling": cfg.pooling, "labels": labels.names},
                "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
                "init": cfg.init, "job": asdict(cfg), "command": command_line(), "torch": torch.__version__},
               out / "config.json")
+    model, rows = train_classifier(cfg, cfg.init, splits, labels, tokenizer, out, device, dtype)
     reports = report_splits(model, splits, labels, device, dtype, cfg, out, f"fine-tuned from {cfg.init}")
     if cfg.compare_scratch and cfg.init != "scratch":
         scratch_out = out / "scratch"

@@ -63,14 +63,13 @@ class MLP(nn.Module):
         self.gate = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias) if self.gated else None
         self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
         self.down.is_residual_projection = True
-        self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gated:
             hidden = F.silu(self.gate(x)) * self.up(x)  # (B, T, d_ff)
         else:
             hidden = F.gelu(self.up(x))  # (B, T, d_ff)
-        return self.dropout(self.down(hidden))  # (B, T, C)
+        return self.down(hidden)  # (B, T, C)
 
 
 class Block(nn.Module):
@@ -94,7 +93,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, rotary=None, padding_mask=None, cache=None, layer=0) -> torch.Tensor:
         x = x + self.resid_dropout(self.attn(self.norm1(x), rotary, padding_mask, cache, layer))
-        x = x + self.mlp(self.norm2(x))
+        x = x + self.resid_dropout(self.mlp(self.norm2(x)))
         return x
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from minilm.checkpoint import load_state_dict, load_weights_into, read_config
+from minilm.checkpoint import load_checked_tokenizer, load_state_dict, load_weights_into, read_config
 from minilm.classifier import MiniLMForSequenceClassification
 from minilm.config import FinetuneConfig, ModelConfig
 from minilm.errors import UserError
@@ -21,16 +21,13 @@ def load_classifier(ckpt_dir: str | Path, device: torch.device
     """A fine-tuned dir -> (classifier in eval mode on device, its tokenizer, its labels)."""
     ckpt_dir = Path(ckpt_dir)
     config = read_config(ckpt_dir)
-    if config.get("kind") != "finetune":
+    if config.get("kind") != "finetune" or "classifier" not in config:
         raise UserError(f"{ckpt_dir} holds a {config.get('kind', 'unknown')} checkpoint, not a fine-tuned "
                         f"classifier: run `python train_finetune.py --out {ckpt_dir}` first")
     model = MiniLMForSequenceClassification(ModelConfig.from_dict(config["model"]),
                                             config["classifier"]["num_labels"], config["classifier"]["pooling"])
     load_weights_into(model, load_state_dict(ckpt_dir), ckpt_dir / "model.pt")
-    tokenizer = Tokenizer.load(ckpt_dir / "tokenizer.model")
-    if tokenizer.fingerprint != config["tokenizer"]["fingerprint"]:
-        raise UserError(f"{ckpt_dir}/tokenizer.model (fingerprint {tokenizer.fingerprint}) does not match the "
-                        f"one the model was trained with ({config['tokenizer']['fingerprint']})")
+    tokenizer = load_checked_tokenizer(ckpt_dir, config)
     return model.to(device).eval(), tokenizer, LabelMap.load(ckpt_dir / "labels.json")
 
 
@@ -60,13 +57,19 @@ def run_predict(cfg: FinetuneConfig, device: torch.device) -> dict:
         path = Path(cfg.predict_file)
         if not path.is_file():
             raise UserError(f"--predict-file {path} does not exist")
-        texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise UserError(f"--predict-file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+        texts += [line.strip() for line in lines if line.strip()]
     if not texts:
         raise UserError("nothing to classify: --predict needs at least one text, --predict-file a non-empty file")
     model, tokenizer, labels = load_classifier(cfg.out, device)
-    seqs, n_cut = encode_texts(tokenizer, texts, cfg.max_length or model.cfg.context_length)
+    context = model.cfg.context_length
+    max_length = min(cfg.max_length or context, context)
+    seqs, n_cut = encode_texts(tokenizer, texts, max_length)
     if n_cut:
-        print(f"note: {n_cut} texts were truncated to {model.cfg.context_length} tokens")
+        print(f"note: {n_cut} texts were truncated to {max_length} tokens")
     probs, _ = classify(model, seqs, device, torch.float32, 64)
     results = []
     for text, p in zip(texts, probs, strict=True):

@@ -38,7 +38,7 @@ from minilm.runtime import (
     set_rng_state,
 )
 from minilm.tokenizer import Tokenizer
-from minilm.trainer import OptimSettings, Trainer, check_settings, wrap_ddp
+from minilm.trainer import OptimSettings, Trainer, check_settings
 
 METRIC_COLUMNS = ["step", "tokens", "lr", "train_loss", "val_loss", "val_ppl", "val_bpb", "elapsed_s", "tokens_per_s"]
 
@@ -92,15 +92,24 @@ def prepare_tokens(cfg: PretrainConfig, out: Path, data_path: Path, ddp, resume:
     return tokenizer, cache
 
 
-def resolve_model_config(cfg: PretrainConfig, out: Path, vocab_size: int, resume: bool) -> ModelConfig:
-    wanted = cfg.model_config(vocab_size)
-    if resume:
-        saved = ModelConfig.from_dict(read_config(out)["model"])
-        if saved != wanted:
-            diff = {k: (v, wanted.to_dict()[k]) for k, v in saved.to_dict().items() if wanted.to_dict()[k] != v}
-            raise UserError(f"--resume: the flags describe a different model than {out} holds "
-                            f"(saved vs flags: {diff}); resume with the original command")
-    return wanted
+# Settings that decide what the resumed steps compute. Changing one would silently make a
+# different run; --max-steps, --max-time, --eval-every and --save-every may change (extend a run).
+RESUME_MUST_MATCH = ("data", "vocab_size", "tokenizer_type", "val_fraction", "batch_size", "grad_accum",
+                     "eval_batches", "seed")
+
+
+def check_resume(cfg: PretrainConfig, out: Path, model_cfg: ModelConfig) -> None:
+    """--resume continues the saved run only if the flags describe the same run."""
+    saved = read_config(out)
+    saved_job = {k: saved.get("job", {}).get(k) for k in RESUME_MUST_MATCH}
+    wanted_job = {k: getattr(cfg, k) for k in RESUME_MUST_MATCH}
+    differ = {k: (saved_job[k], wanted_job[k]) for k in RESUME_MUST_MATCH if saved_job[k] != wanted_job[k]}
+    saved_model, wanted_model = saved["model"], model_cfg.to_dict()
+    differ.update({k: (v, wanted_model.get(k)) for k, v in saved_model.items() if wanted_model.get(k) != v})
+    if differ:
+        listed = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in differ.items())
+        raise UserError(f"--resume: the flags describe a different run than {out} holds ({listed}); "
+                        f"resume with the original command")
 
 
 def run(cfg: PretrainConfig) -> dict:
@@ -120,6 +129,8 @@ def run(cfg: PretrainConfig) -> dict:
     log = print if ddp.is_main else (lambda *a, **k: None)
 
     # -- data --------------------------------------------------------------------------------
+    if cfg.resume:
+        check_resume(cfg, out, cfg.model_config(cfg.vocab_size))  # before touching data or tokens
     data_path = Path(cfg.data) if cfg.data else ensure_default_data()["unlabeled"]
     tokenizer, cache = prepare_tokens(cfg, out, data_path, ddp, cfg.resume)
     log(f"corpus: {cache.meta['train_tokens']:,} train tokens, {cache.meta['val_tokens']:,} val tokens "
@@ -127,7 +138,7 @@ def run(cfg: PretrainConfig) -> dict:
         + (" [token cache reused]" if cache.reused else ""))
 
     # -- model -------------------------------------------------------------------------------
-    model_cfg = resolve_model_config(cfg, out, tokenizer.vocab_size, cfg.resume)
+    model_cfg = cfg.model_config(tokenizer.vocab_size)
     T = model_cfg.context_length
     model = MiniLM(model_cfg).to(device)
     batcher = LMBatcher(cache.train, T, cfg.batch_size, cfg.seed, ddp.rank, ddp.world_size, name="train split")
@@ -135,7 +146,7 @@ def run(cfg: PretrainConfig) -> dict:
     unigram = unigram_cross_entropy(cache.train, cache.val, tokenizer.vocab_size)
     val_bytes_per_token = bytes_per_token(cache.val, tokenizer)
 
-    trainer = Trainer(model, settings, device, dtype, ddp_model=wrap_ddp(model, device, ddp.enabled))
+    trainer = Trainer(model, settings, device, dtype, distributed=ddp.enabled, compile=cfg.compile)
     history = {"rows": [], "best_val": math.inf, "loss_sum": 0.0, "loss_steps": 0}
     if cfg.resume:
         state = load_torch(out / "trainer_state.pt")
@@ -150,11 +161,6 @@ def run(cfg: PretrainConfig) -> dict:
             save_json({"kind": "pretrain", "model": model_cfg.to_dict(), "job": asdict(cfg),
                        "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
                        "command": command_line(), "torch": torch.__version__}, out / "config.json")
-    step_model = torch.compile(model) if cfg.compile else model
-    if cfg.compile and trainer.ddp_model is not None:
-        trainer.ddp_model = torch.compile(trainer.ddp_model)
-    elif cfg.compile:
-        trainer.ddp_model = step_model  # the trainer calls the compiled module; weights are shared
 
     tokens_per_step = cfg.batch_size * cfg.grad_accum * ddp.world_size * T
     log(f"model: {model.num_parameters():,} parameters ({model_cfg.n_layer} layers x {model_cfg.d_model} wide, "
@@ -162,9 +168,12 @@ def run(cfg: PretrainConfig) -> dict:
         f"{tokens_per_step:,} tokens per step")
     log(f"unigram baseline (no context): val loss {unigram:.3f}, perplexity {perplexity(unigram):,.1f}")
 
+    last_saved = {"step": trainer.step_count if cfg.resume else None}
+
     def save_state() -> None:
         save_torch({"model": model.state_dict(), "trainer": trainer.state_dict(), "batcher": batcher.state_dict(),
                     "rng": rng_state(), "history": history}, out / "trainer_state.pt")
+        last_saved["step"] = trainer.step_count
 
     # -- the loop ----------------------------------------------------------------------------
     bar = tqdm(total=cfg.max_steps or None, initial=trainer.step_count, disable=not ddp.is_main,
@@ -174,7 +183,8 @@ def run(cfg: PretrainConfig) -> dict:
         try:
             loss = trainer.step(next_micro_batches(batcher, cfg.grad_accum, device), lm_loss)
         except FloatingPointError as err:
-            last = f"{out / 'trainer_state.pt'} (step {history['rows'][-1]['step']})" if history["rows"] else "none yet"
+            last = (f"{out / 'trainer_state.pt'} (step {last_saved['step']})" if last_saved["step"] is not None
+                    else "none yet")
             raise UserError(f"{err}; training stopped. Last good checkpoint: {last}. Try a lower --lr "
                             f"or --dtype fp32") from None
         history["loss_sum"] += loss
@@ -183,6 +193,7 @@ def run(cfg: PretrainConfig) -> dict:
         tok_s = tokens_per_step * step / max(trainer.elapsed, 1e-9)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{trainer.lr:.2e}", tok_s=f"{tok_s:,.0f}")
+        new_best = False
         if step % cfg.eval_every == 0 or trainer.done:
             val = evaluate(model, val_batches, device, trainer)
             row = {"step": step, "tokens": step * tokens_per_step, "lr": trainer.lr,
@@ -194,11 +205,13 @@ def run(cfg: PretrainConfig) -> dict:
             if ddp.is_main:
                 bar.write(f"step {step:5d} | train loss {row['train_loss']:.3f} | val loss {val:.3f} | "
                           f"val ppl {row['val_ppl']:.1f} | val bpb {row['val_bpb']:.3f}")
-                if val < history["best_val"]:
+                new_best = val < history["best_val"]
+                if new_best:
                     history["best_val"] = val
                     save_torch(model.state_dict(), out / "model.pt")  # best so far: what fine-tuning uses
                 write_metrics(history["rows"], out)
-        if ddp.is_main and (step % cfg.save_every == 0 or trainer.done):
+        # The resumable state is saved with every new best too, so it never lags behind model.pt.
+        if ddp.is_main and (step % cfg.save_every == 0 or trainer.done or new_best):
             save_state()
     bar.close()
 
@@ -247,7 +260,7 @@ def final_report(cfg, out, model, tokenizer, history, unigram, trainer, tokens_p
     best = history["best_val"]
     best_row = min(history["rows"], key=lambda r: r["val_loss"])
     samples = generate_samples(model, tokenizer, cfg.num_samples, device, cfg.seed)
-    (out / "samples.txt").write_text("\n\n".join(samples) + "\n")
+    atomic_write(out / "samples.txt", lambda tmp: Path(tmp).write_text("\n\n".join(samples) + "\n"))
     report = {"steps": trainer.step_count, "tokens_seen": trainer.step_count * tokens_per_step,
               "train_seconds": trainer.elapsed, "wall_seconds": wall, "best_val_loss": best,
               "best_val_ppl": perplexity(best), "best_val_bpb": best_row["val_bpb"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,8 +34,11 @@ def resolve_device(name: str) -> torch.device:
                         "(or torch was built without CUDA); use --device cpu or auto")
     if name == "mps" and not torch.backends.mps.is_available():
         raise UserError("--device mps was asked for but MPS is not available here; use --device cpu or auto")
-    if name != "cpu" and not name.startswith(("cuda", "mps")):
+    if name not in ("cpu", "cuda", "mps") and not re.fullmatch(r"cuda:\d+", name):
         raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                        f"numbered from 0")
     return torch.device(name)
 
 

@@ -27,6 +27,10 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int
     """logits (B, V) of the next token -> chosen token ids (B, 1)."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1] (or None for no limit), got {top_p}")
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)  # greedy: no randomness at all
     logits = logits.float() / temperature  # (B, V)
@@ -82,6 +86,3 @@ def new_cache(model, batch_size: int, device: torch.device) -> KVCache:
     cfg = model.cfg
     dtype = next(model.parameters()).dtype
     return KVCache(cfg.n_layer, batch_size, cfg.n_head, cfg.context_length, cfg.head_size, device, dtype)
-
-
-# -- the command line ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -82,9 +83,16 @@ class Trainer:
     """Owns the optimizer, the schedule, the loss scaler and the clock of one training run."""
 
     def __init__(self, model: nn.Module, settings: OptimSettings, device: torch.device, dtype: torch.dtype,
-                 lr_scale: dict[str, float] | None = None, ddp_model: nn.Module | None = None):
+                 lr_scale: dict[str, float] | None = None, distributed: bool = False, compile: bool = False):
         self.model, self.settings, self.device, self.dtype = model, settings, device, dtype
-        self.ddp_model = ddp_model  # the DistributedDataParallel wrapper when running under torchrun
+        # Under torchrun, the DistributedDataParallel wrapper averages gradients across processes.
+        self.ddp_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None) if distributed else None
+        # What a training step calls: the DDP wrapper or the model itself, compiled if asked. The
+        # weights are shared either way; self.model stays the plain module to save and evaluate.
+        self.forward_model = self.ddp_model or model
+        if compile:
+            self.forward_model = torch.compile(self.forward_model)
         groups = param_groups(model, settings.weight_decay, lr_scale)
         # fused=True runs the whole AdamW update as one kernel per parameter group instead of a
         # Python loop over tensors: ~5x faster optimizer steps on a CPU (torch >= 2.4), more on CUDA.
@@ -121,7 +129,7 @@ class Trainer:
         self.lr = lr_at(self.step_count, self.progress, s) if lr is None else lr
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * group["lr_scale"]
-        model = self.ddp_model or self.model
+        model = self.forward_model
         model.train()
         total = torch.zeros((), device=self.device)
         batches = list(micro_batches)
@@ -147,7 +155,16 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step_count += 1
         self.elapsed += time.perf_counter() - started
+        if self.ddp_model is not None:
+            self._agree_on_elapsed()
         return mean_loss
+
+    def _agree_on_elapsed(self) -> None:
+        """Every process takes the slowest one's clock, so with --max-time they all compute the
+        same learning rate and stop at the same step (one stopping early would hang the others)."""
+        elapsed = torch.tensor([self.elapsed], device=self.device, dtype=torch.float64)
+        dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
+        self.elapsed = float(elapsed.item())
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
@@ -157,13 +174,6 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step_count, self.elapsed = state["step"], state["elapsed"]
-
-
-def wrap_ddp(model: nn.Module, device: torch.device, enabled: bool) -> nn.Module | None:
-    """DistributedDataParallel around the model when running under torchrun, else None."""
-    if not enabled:
-        return None
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def check_settings(settings: OptimSettings) -> None:

@@ -170,3 +170,14 @@ def test_auto_class_weights_are_inverse_frequencies():
     split = finetune.Split("train", ["x"] * 4, [0, 0, 0, 1], [[2, 3]] * 4)
     weights = finetune.class_weight_tensor(split, 2, torch.device("cpu"))
     torch.testing.assert_close(weights, torch.tensor([4 / (2 * 3), 4 / (2 * 1)]))
+
+
+def test_a_single_label_and_files_without_train_are_clear_errors(pretrained, splits, tmp_path):
+    one = tmp_path / "one.tsv"
+    write_labeled_tsv(one, ["good soup", "fine soup"], ["positive", "positive"])
+    with pytest.raises(UserError, match="only one label"):
+        finetune.run(tiny_finetune_config(pretrained, tmp_path / "ft", {**splits, "train": one}))
+    config = tiny_finetune_config(pretrained, tmp_path / "ft2", splits)
+    config.train = ""
+    with pytest.raises(UserError, match="given without --train"):
+        finetune.run(config)

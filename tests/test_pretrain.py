@@ -162,3 +162,11 @@ def test_an_existing_run_is_not_overwritten_by_accident(finished_run, capsys):
         pretrain.cli(["--out", str(out), "--preset", "tiny"])
     assert "already holds a pretraining run" in capsys.readouterr().err
     assert (out / "model.pt").read_bytes() == before
+
+
+def test_resume_refuses_flags_that_describe_another_run(finished_run):
+    out, _ = finished_run
+    with pytest.raises(UserError, match="batch_size: saved 4, now 8"):
+        pretrain.run(tiny_pretrain_config(out, resume=True, batch_size=8))
+    with pytest.raises(UserError, match="data: saved"):
+        pretrain.run(tiny_pretrain_config(out, resume=True, data="other.txt"))
