@@ -333,7 +333,16 @@ def unigram_cross_entropy(train_tokens: np.ndarray, val_tokens: np.ndarray, voca
     Add-one smoothing keeps unseen tokens finite. A language model whose val loss is not well
     below this number has learned no more than word frequencies.
     """
-    counts = np.bincount(train_tokens, minlength=vocab_size).astype(np.float64) + 1.0
+    counts = token_counts(train_tokens, vocab_size).astype(np.float64) + 1.0
     log_p = np.log(counts / counts.sum())  # (vocab_size,)
-    val_counts = np.bincount(val_tokens, minlength=vocab_size)
+    val_counts = token_counts(val_tokens, vocab_size)
     return float(-(val_counts * log_p).sum() / val_counts.sum())
+
+
+def token_counts(tokens: np.ndarray, vocab_size: int, chunk: int = 1 << 24) -> np.ndarray:
+    """How often each id occurs, (vocab_size,) int64, reading a memmap 16M tokens at a time
+    (np.bincount on the whole stream would first copy all of it into memory as int64)."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, len(tokens), chunk):
+        counts += np.bincount(tokens[start:start + chunk], minlength=vocab_size)
+    return counts
