@@ -12,6 +12,7 @@ the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pickle
@@ -43,6 +44,17 @@ def atomic_write(path: str | Path, write_fn) -> None:
 
 def save_torch(obj: Any, path: str | Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_csv(rows: list[dict], columns: list[str], path: str | Path) -> None:
+    """Metric rows as a CSV file with a header; floats with 6 significant digits."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+
+    atomic_write(path, write)
 
 
 def save_json(obj: Any, path: str | Path) -> None:

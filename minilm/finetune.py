@@ -27,6 +27,7 @@ from minilm.checkpoint import (
     load_model_config,
     load_torch,
     read_config,
+    save_csv,
     save_json,
     save_torch,
 )
@@ -184,13 +185,7 @@ def train_classifier(cfg: FinetuneConfig, init: str, splits: dict[str, Split], l
 
 
 def write_metrics(rows: list[dict], out: Path) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-            writer.writeheader()
-            writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
-
-    atomic_write(out / "metrics.csv", write)
+    save_csv(rows, METRIC_COLUMNS, out / "metrics.csv")
     plot_curves(rows, "epoch", ["train_loss", "valid_loss"], out / "loss.png", "fine-tuning loss")
 
 

@@ -32,7 +32,6 @@ weight decay and clipping), only the learning rate is swept; the model it trains
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from minilm.checkpoint import atomic_write
+from minilm.checkpoint import save_csv
 from minilm.plots import plot_curves
 from minilm.trainer import Trainer
 
@@ -123,15 +122,7 @@ def explain(finding: LRFinding) -> str:
 def save_finding(finding: LRFinding, out: Path) -> list[Path]:
     """Write out/lr_find.csv (and out/lr_find.png with matplotlib); return the paths written."""
     out.mkdir(parents=True, exist_ok=True)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
-                             for r in finding.rows)
-
-    atomic_write(out / "lr_find.csv", write)
+    save_csv(finding.rows, CSV_COLUMNS, out / "lr_find.csv")
     written = [out / "lr_find.csv"]
     if plot_curves(finding.rows, "lr", ["loss", "smoothed_loss"], out / "lr_find.png", "learning-rate range test",
                    log_x=True, marks={"suggested --lr": finding.suggested_lr}):

@@ -7,7 +7,6 @@ Reads top to bottom: config -> out dir -> data -> model -> trainer -> loop -> re
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import math
 import tempfile
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from minilm.checkpoint import atomic_write, claim_out_dir, load_torch, read_config, save_json, save_torch
+from minilm.checkpoint import atomic_write, claim_out_dir, load_torch, read_config, save_csv, save_json, save_torch
 from minilm.cli import add_flags, command_line, values_for
 from minilm.config import ModelConfig, PretrainConfig
 from minilm.errors import UserError, exit_on_user_error
@@ -246,14 +245,7 @@ def find_pretrain_lr(cfg: PretrainConfig, settings: OptimSettings, ddp, device: 
 
 
 def write_metrics(rows: list[dict], out: Path) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-
-    atomic_write(out / "metrics.csv", write)
+    save_csv(rows, METRIC_COLUMNS, out / "metrics.csv")
     plot_curves(rows, "step", ["train_loss", "val_loss"], out / "loss.png", "pretraining loss (nats/token)")
 
 
