@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +22,9 @@ import torch
 
 from minilm.config import ModelConfig
 from minilm.errors import UserError
+from minilm.files import atomic_write
 from minilm.model import MiniLM
 from minilm.tokenizer import Tokenizer
-
-
-def atomic_write(path: str | Path, write_fn) -> None:
-    """Call write_fn(tmp_path), then atomically move tmp_path to path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_torch(obj: Any, path: str | Path) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from minilm.errors import UserError
+from minilm.files import atomic_write_text
 
 if TYPE_CHECKING:
     from minilm.tokenizer import Tokenizer
@@ -119,14 +120,8 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
 def write_labeled_tsv(path: str | os.PathLike, texts: Sequence[str], labels: Sequence[str]) -> None:
     """Write a text<TAB>label file that read_labeled reads back; tabs and newlines in a text
     become spaces (the format has no quoting). Written to a temporary file, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("text\tlabel\n")
-        for text, label in zip(texts, labels, strict=True):
-            f.write(f"{' '.join(text.split())}\t{label}\n")
-    os.replace(tmp, path)
+    rows = [f"{' '.join(text.split())}\t{label}\n" for text, label in zip(texts, labels, strict=True)]
+    atomic_write_text(path, "text\tlabel\n" + "".join(rows))
 
 
 def holdout_split(n: int, n_holdout: int, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -175,10 +170,7 @@ class LabelMap:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write labels.json: {"labels": [name of id 0, name of id 1, ...]}."""
-        path = Path(path)
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"labels": self.names}, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps({"labels": self.names}, indent=2, ensure_ascii=False) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LabelMap:

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from minilm.errors import UserError
+from minilm.files import atomic_write_text
 
 if TYPE_CHECKING:
     from minilm.tokenizer import Tokenizer
@@ -201,9 +202,7 @@ def build_token_cache(
         for tmp_path in tmp.values():
             tmp_path.unlink(missing_ok=True)
     meta = {**wanted, **counts}
-    meta_tmp = cache_dir / f"meta.json.tmp{os.getpid()}"
-    meta_tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(meta_tmp, meta_path)
+    atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
     return _open_cache(cache_dir, meta, reused=False)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from minilm.files import atomic_write
+
 
 def pyplot() -> Any:
     """matplotlib.pyplot drawing off-screen, or None if matplotlib is not installed."""
@@ -20,11 +22,8 @@ def pyplot() -> Any:
 
 def save_figure(fig: Any, path: Path, dpi: int = 100) -> None:
     """Write fig to path via a temporary file (a crash never leaves half a PNG), then close it."""
-    plt = pyplot()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+    pyplot().close(fig)
 
 
 def plot_curves(rows: list[dict], x: str, series: list[str], path: Path, title: str, log_x: bool = False,

@@ -19,10 +19,10 @@ word is equally common under both labels and a bag of words scores exactly 50% o
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
+from minilm.files import atomic_write_text
 from minilm.reviews_grammar import ReviewWriter
 from minilm.reviews_vocab import DOMAINS, TRANSFER, VISIBLE, Lexicon
 
@@ -136,11 +136,8 @@ def transfer_split(seed: int, n: int, seen: set[str]) -> list[tuple[str, str]]:
     return rows
 
 
-def _write_atomic(path: Path, lines: list[str]) -> None:
-    """Write to a temporary file, then rename: a crash never leaves a half-written data file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _write_lines(path: Path, lines: list[str]) -> None:
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def split_paths(directory: str | Path) -> dict[str, Path]:
@@ -166,9 +163,9 @@ def generate(directory: str | Path = "data/reviews", seed: int = 0, n_unlabeled:
         "transfer": transfer_split(seed, n_transfer, seen),
     }
     for name, rows in labeled.items():
-        _write_atomic(paths[name], ["text\tlabel"] + [f"{text}\t{label}" for text, label in rows])
-    _write_atomic(paths["unlabeled"], unlabeled_corpus(seed, n_unlabeled))
-    _write_atomic(Path(directory) / "VERSION", [_version_line(seed, n_unlabeled)])
+        _write_lines(paths[name], ["text\tlabel"] + [f"{text}\t{label}" for text, label in rows])
+    _write_lines(paths["unlabeled"], unlabeled_corpus(seed, n_unlabeled))
+    _write_lines(Path(directory) / "VERSION", [_version_line(seed, n_unlabeled)])
     return paths
 
 

@@ -30,6 +30,7 @@ import sentencepiece as spm
 import torch
 
 from minilm.errors import UserError
+from minilm.files import atomic_write
 from minilm.lm_data import iter_documents
 
 # Special ids first, then the 256 byte pieces, then at least one learned piece.
@@ -132,11 +133,7 @@ class Tokenizer:
 
     def save(self, path: PathLike) -> None:
         """Write the model bytes to `path` atomically (a temporary file, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        tmp.write_bytes(self._bytes)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(self._bytes))
 
     # -- identity -----------------------------------------------------------------------------
 
