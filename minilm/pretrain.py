@@ -50,12 +50,12 @@ def lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) ->
 
 
 @torch.no_grad()
-def evaluate(model: MiniLM, batches: list, device: torch.device, trainer: Trainer) -> float:
+def evaluate(model: MiniLM, batches: list, device: torch.device, dtype: torch.dtype) -> float:
     """Mean next-token loss over fixed validation batches (the same batches every time)."""
     model.eval()
     losses = []
     for x, y in batches:
-        with autocast(device, trainer.dtype):
+        with autocast(device, dtype):
             _, loss = model(x.to(device), targets=y.to(device))
         losses.append(loss.item())
     return sum(losses) / len(losses)
@@ -197,7 +197,7 @@ def run(cfg: PretrainConfig) -> dict:
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{trainer.lr:.2e}", tok_s=f"{tok_s:,.0f}")
         new_best = False
         if step % cfg.eval_every == 0 or trainer.done:
-            val = evaluate(model, val_batches, device, trainer)
+            val = evaluate(model, val_batches, device, dtype)
             row = {"step": step, "tokens": step * tokens_per_step, "lr": trainer.lr,
                    "train_loss": history["loss_sum"] / history["loss_steps"], "val_loss": val,
                    "val_ppl": perplexity(val), "val_bpb": val / math.log(2) / val_bytes_per_token,
