@@ -22,7 +22,7 @@ import torch
 from benchmarks.common import format_table, record, run_benchmark, setup
 from benchmarks.workloads import PRESET_VOCAB, StepOptions, lm_config, measure_training
 from minilm import MiniLMForSequenceClassification
-from minilm.config import PRESETS
+from minilm.model.config import PRESETS
 
 BATCH = 16
 SENTENCE_TOKENS = 20

@@ -18,7 +18,7 @@ import argparse
 from benchmarks.common import format_table, record, run_benchmark, setup, time_fn
 from benchmarks.workloads import PRESET_VOCAB, lm_config, random_tokens
 from minilm import MiniLM
-from minilm.config import PRESETS
+from minilm.model.config import PRESETS
 
 PROMPT_TOKENS = 16
 

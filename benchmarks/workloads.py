@@ -19,7 +19,7 @@ from torch import nn
 
 from benchmarks.common import peak_memory_mib, reset_peak_memory, rss_mib, sync, time_fn
 from minilm import MiniLM, ModelConfig
-from minilm.config import PRESETS
+from minilm.model.config import PRESETS
 
 # The vocabulary each preset is used with (config.py's parameter counts assume these); a
 # multiple of 64 keeps the (C, V) output matmul on the BLAS's fast path.

@@ -16,13 +16,13 @@ import argparse
 import sys
 import time
 
-from minilm.reviews_check import (
+from minilm.reviews.check import (
     bag_of_words_baseline,
     careful_reader_accuracy,
     corpus_stats,
     lesson_problems,
 )
-from minilm.reviews_world import N_UNLABELED, generate
+from minilm.reviews.world import N_UNLABELED, generate
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from _download import announce, download
 
-from minilm.labeled_data import holdout_split, write_labeled_tsv
+from minilm.text.labeled import holdout_split, write_labeled_tsv
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 LABEL_NAMES = {"pos": "positive", "neg": "negative"}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from _download import announce, download
 
-from minilm.labeled_data import holdout_split, read_labeled, write_labeled_tsv
+from minilm.text.labeled import holdout_split, read_labeled, write_labeled_tsv
 
 URL = "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"
 LABEL_NAMES = {"0": "negative", "1": "positive"}

@@ -4,9 +4,7 @@ import pytest
 import torch
 
 from minilm import ModelConfig
-
-POS_ENCODINGS = ("learned", "sinusoidal", "rope")
-ATTN_IMPLS = ("explicit", "fused")
+from minilm.model.config import ATTN_IMPLS, POS_ENCODINGS  # noqa: F401 (the tests import them from here)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

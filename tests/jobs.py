@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from minilm.config import FinetuneConfig, PretrainConfig
-from minilm.labeled_data import write_labeled_tsv
+from minilm.text.labeled import write_labeled_tsv
+from minilm.train.config import FinetuneConfig, PretrainConfig
 
 CORPUS = Path(__file__).parent / "fixtures" / "tiny_corpus.txt"
 TINY_MODEL = dict(context_length=32, n_layer=2, n_head=2, d_model=32)

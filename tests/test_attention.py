@@ -5,12 +5,12 @@ import torch
 from conftest import POS_ENCODINGS, cuda, tiny_config
 
 from minilm import MiniLM
-from minilm.attention import CausalSelfAttention, KVCache, attention_mask_for
+from minilm.model.attention import CausalSelfAttention, KVCache, attention_mask_for
 
 
 def paired_attention(**overrides):
-    explicit = CausalSelfAttention(tiny_config(attn_impl="explicit", **overrides))
-    fused = CausalSelfAttention(tiny_config(attn_impl="fused", **overrides))
+    explicit = CausalSelfAttention(tiny_config(attn_impl="explicit", **overrides), layer_index=0)
+    fused = CausalSelfAttention(tiny_config(attn_impl="fused", **overrides), layer_index=0)
     fused.load_state_dict(explicit.state_dict())  # the two paths hold the same parameters
     return explicit.eval(), fused.eval()
 

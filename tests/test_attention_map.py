@@ -5,8 +5,9 @@ import torch
 from conftest import tiny_config
 from tiny_checkpoint import make_checkpoint
 
-from minilm import MiniLM, attention_map
-from minilm.attention_map import attention_maps, cli
+from minilm import MiniLM
+from minilm.tools import attention_map
+from minilm.tools.attention_map import attention_maps, cli
 
 
 @pytest.mark.parametrize("pos_encoding", ["learned", "rope"])

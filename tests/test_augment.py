@@ -6,9 +6,9 @@ import json
 from jobs import tiny_finetune_config, write_labeled_splits
 from tiny_checkpoint import make_checkpoint
 
-from minilm import finetune
-from minilm.augment import augment_texts, is_protected
-from minilm.tokenizer import Tokenizer
+from minilm.text.augment import augment_texts, is_protected
+from minilm.text.tokenizer import Tokenizer
+from minilm.train import finetune
 
 TEXTS = [
     "the soup was not good at all and the waiter never came back",

@@ -5,8 +5,9 @@ import torch
 from conftest import ATTN_IMPLS, tiny_config
 
 from minilm import MiniLM, MiniLMForSequenceClassification
-from minilm.checkpoint import save_json, save_torch
-from minilm.errors import UserError
+from minilm.checkpoint import lm_from_dir
+from minilm.common.errors import UserError
+from minilm.common.files import save_json, save_torch
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean"])
@@ -54,7 +55,7 @@ def test_from_checkpoint_dir_and_across_attention_impls(tmp_path):
     save_json({"kind": "pretrain", "model": {**lm.cfg.to_dict(), "attn_impl": "explicit"}},
               tmp_path / "config.json")
     save_torch(lm.state_dict(), tmp_path / "model.pt")
-    clf = MiniLMForSequenceClassification.from_pretrained_lm(tmp_path, num_labels=2)
+    clf = MiniLMForSequenceClassification.from_pretrained_lm(lm_from_dir(tmp_path), num_labels=2)
     assert clf.cfg.attn_impl == "explicit"
     torch.testing.assert_close(clf.lm_head.weight, lm.lm_head.weight)
     x = torch.randint(0, 97, (2, 10))
@@ -63,13 +64,13 @@ def test_from_checkpoint_dir_and_across_attention_impls(tmp_path):
 
 def test_bad_checkpoint_dirs_are_clear_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
-        MiniLMForSequenceClassification.from_pretrained_lm(tmp_path / "nope", num_labels=2)
+        MiniLMForSequenceClassification.from_pretrained_lm(lm_from_dir(tmp_path / "nope"), num_labels=2)
     with pytest.raises(UserError, match="no config.json"):
-        MiniLMForSequenceClassification.from_pretrained_lm(tmp_path, num_labels=2)
+        MiniLMForSequenceClassification.from_pretrained_lm(lm_from_dir(tmp_path), num_labels=2)
     save_json({"model": tiny_config().to_dict()}, tmp_path / "config.json")
     torch.save({"weights": torch.nn.Linear(2, 2)}, tmp_path / "model.pt")  # a pickled module, not tensors
     with pytest.raises(UserError, match="not a plain tensor checkpoint"):
-        MiniLMForSequenceClassification.from_pretrained_lm(tmp_path, num_labels=2)
+        MiniLMForSequenceClassification.from_pretrained_lm(lm_from_dir(tmp_path), num_labels=2)
 
 
 def test_auxiliary_lm_loss_changes_the_gradient():

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from minilm.errors import UserError
-from minilm.labeled_data import (
+from minilm.common.errors import UserError
+from minilm.text.corpus import iter_documents
+from minilm.text.labeled import (
     LabelMap,
     classification_batches,
     encode_texts,
@@ -21,15 +22,14 @@ from minilm.labeled_data import (
     read_labeled,
     write_labeled_tsv,
 )
-from minilm.lm_data import (
+from minilm.text.lm_data import (
     LMBatcher,
     build_token_cache,
     fixed_batches,
     is_val_document,
-    iter_documents,
     unigram_cross_entropy,
 )
-from minilm.tokenizer import Tokenizer
+from minilm.text.tokenizer import Tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CORPUS = FIXTURES / "tiny_corpus.txt"  # 732 short English sentences

@@ -3,7 +3,7 @@
 Conventions the Markdown follows (docs/README.md states them for writers):
 
 - A code reference is one or more names in backticks, then " in ", then a relative link to the
-  .py file: "`CausalSelfAttention._explicit` in [minilm/attention.py](../minilm/attention.py)",
+  .py file: "`CausalSelfAttention._explicit` in [minilm/model/attention.py](../minilm/model/attention.py)",
   or "`lr_at`, `param_groups` and `Trainer.step` in [...](...)", line breaks allowed, each name
   optionally followed by a remark in parentheses. A name is a top-level function, class or
   constant of that file, or "Class.member" for a method or class attribute.

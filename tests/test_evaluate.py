@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from tiny_checkpoint import CORPUS, make_checkpoint
 
 from minilm.checkpoint import load_lm
-from minilm.evaluate import cli, evaluate_text, plan_windows
+from minilm.tools.evaluate import cli, evaluate_text, plan_windows
 
 DOCS = CORPUS.read_text().splitlines()[:6]  # ~80 tokens: several windows of 16
 

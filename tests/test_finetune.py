@@ -8,12 +8,13 @@ import pytest
 import torch
 from jobs import tiny_finetune_config, tiny_pretrain_config, write_labeled_splits
 
-from minilm import finetune, pretrain
-from minilm.classifier import MiniLMForSequenceClassification, freeze_layers
-from minilm.errors import UserError
-from minilm.labeled_data import write_labeled_tsv
-from minilm.tokenizer import Tokenizer
-from minilm.trainer import OptimSettings, Trainer
+from minilm.checkpoint import lm_from_dir
+from minilm.common.errors import UserError
+from minilm.model.classifier import MiniLMForSequenceClassification, freeze_layers
+from minilm.text.labeled import write_labeled_tsv
+from minilm.text.tokenizer import Tokenizer
+from minilm.train import finetune, pretrain
+from minilm.train.trainer import OptimSettings, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_a_tiny_fine_tune_writes_complete_outputs_and_beats_chance(pretrained, s
         assert (out / name).is_file(), name
     test = json.loads((out / "report.json").read_text())["test"]
     assert set(test) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
-    assert test["accuracy"] >= 0.75 and reports["test"]["accuracy"] == test["accuracy"]
+    assert test["accuracy"] >= 0.75 and reports.splits["test"]["accuracy"] == test["accuracy"]
     assert sum(map(sum, test["confusion_matrix"])) == 40
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 6 and {"train_loss", "valid_loss", "valid_accuracy", "valid_macro_f1"} <= set(rows[0])
@@ -49,7 +50,7 @@ def test_predict_round_trips_a_saved_model(pretrained, splits, tmp_path, capsys)
     out = tmp_path / "ft"
     finetune.run(tiny_finetune_config(pretrained, out, splits, epochs=4))
     saved = list(csv.DictReader((out / "predictions.tsv").open(), delimiter="\t"))[:5]
-    result = finetune.run(tiny_finetune_config(pretrained, out, splits, predict=[r["text"] for r in saved]))
+    result = finetune.predict(tiny_finetune_config(pretrained, out, splits, predict=[r["text"] for r in saved]))
     assert [p["label"] for p in result["predictions"]] == [r["predicted"] for r in saved]
     for p, r in zip(result["predictions"], saved, strict=True):
         assert abs(max(p["probabilities"].values()) - float(r["probability"])) < 1e-3
@@ -65,7 +66,7 @@ def _one_step(clf: MiniLMForSequenceClassification) -> None:
 @pytest.mark.parametrize("freeze,trained_blocks", [("body", []), ("1", [1]), ("none", [0, 1]),
                                                    ("embeddings", [0, 1])])
 def test_freeze_modes_really_freeze(pretrained, freeze, trained_blocks):
-    clf = MiniLMForSequenceClassification.from_pretrained_lm(pretrained, num_labels=2)
+    clf = MiniLMForSequenceClassification.from_pretrained_lm(lm_from_dir(pretrained), num_labels=2)
     before = {k: v.clone() for k, v in clf.state_dict().items()}
     trainable, total = freeze_layers(clf, freeze)
     assert (trainable == total) == (freeze == "none")
@@ -129,7 +130,7 @@ def test_a_tokenizer_that_does_not_match_the_checkpoint(pretrained, splits, tmp_
 
 def test_predict_on_a_dir_that_was_never_fine_tuned(pretrained, splits):
     with pytest.raises(UserError, match="not a fine-tuned classifier"):
-        finetune.run(tiny_finetune_config(pretrained, pretrained, splits, predict=["hello"]))
+        finetune.predict(tiny_finetune_config(pretrained, pretrained, splits, predict=["hello"]))
 
 
 def test_a_missing_label_column_lists_the_columns(pretrained, splits, tmp_path):
@@ -163,7 +164,8 @@ def test_many_string_classes_and_auto_class_weights(pretrained, tmp_path):
         write_labeled_tsv(splits[split], texts, labels)
     reports = finetune.run(tiny_finetune_config(pretrained, tmp_path / "ft", splits, epochs=1, class_weights="auto"))
     assert json.loads((tmp_path / "ft" / "labels.json").read_text())["labels"] == sorted(names)
-    assert len(reports["test"]["confusion_matrix"]) == 12 and set(reports["test"]["per_class"]) == set(names)
+    test = reports.splits["test"]
+    assert len(test["confusion_matrix"]) == 12 and set(test["per_class"]) == set(names)
 
 
 def test_auto_class_weights_are_inverse_frequencies():

@@ -5,7 +5,7 @@ import torch
 from conftest import ATTN_IMPLS, POS_ENCODINGS, tiny_config
 
 from minilm import MiniLM
-from minilm.sampling import sample_next_token, stream_tokens
+from minilm.model.sampling import sample_next_token, stream_tokens
 
 
 @pytest.mark.parametrize("pos", POS_ENCODINGS)

@@ -7,9 +7,10 @@ import pytest
 import torch
 from tiny_checkpoint import CORPUS, make_checkpoint
 
-from minilm.checkpoint import load_lm, save_torch
-from minilm.generate import cli, encode_prompt, main, parse_args, stream_sample
-from minilm.tokenizer import Tokenizer
+from minilm.checkpoint import load_lm
+from minilm.common.files import save_torch
+from minilm.text.tokenizer import Tokenizer
+from minilm.tools.generate import cli, encode_prompt, main, parse_args, stream_sample
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +92,10 @@ def drop_lm_head(ckpt_dir):
 
 
 @pytest.mark.parametrize("damage, flags, message", [
-    (None, ["--temperature", "-1"], "--temperature must be >= 0"),
-    (None, ["--top-p", "0"], "--top-p must be in (0, 1]"),
-    (None, ["--top-p", "1.5"], "--top-p must be in (0, 1]"),
-    (None, ["--top-k", "0"], "--top-k must be at least 1"),
+    (None, ["--temperature", "-1"], "temperature must be >= 0"),
+    (None, ["--top-p", "0"], "top_p must be in (0, 1]"),
+    (None, ["--top-p", "1.5"], "top_p must be in (0, 1]"),
+    (None, ["--top-k", "0"], "top_k must be at least 1"),
     (None, ["--prompt-file", "{tmp}/empty.txt"], "has no prompts"),
     (None, ["--prompt-file", "{tmp}/missing.txt"], "not found"),
     (lambda d: (d / "config.json").unlink(), [], "is not a minilm checkpoint dir"),

@@ -8,9 +8,9 @@ import pytest
 from jobs import tiny_finetune_config, tiny_pretrain_config, write_labeled_splits
 from tiny_checkpoint import make_checkpoint
 
-from minilm import finetune, pretrain
-from minilm.errors import UserError
-from minilm.lr_finder import exponential_lrs, lr_range_test
+from minilm.common.errors import UserError
+from minilm.train import finetune, pretrain
+from minilm.train.lr_finder import exponential_lrs, lr_range_test
 
 
 class CurveTrainer:
@@ -47,14 +47,14 @@ def test_pretrain_find_lr_writes_only_lr_find_files(tmp_path, capsys, existing_r
     if existing_run:
         out.mkdir()
         (out / "model.pt").write_bytes(b"a finished run's weights")
-    report = pretrain.run(tiny_pretrain_config(out, find_lr=True, find_lr_steps=30))
+    finding = pretrain.find_lr(tiny_pretrain_config(out, find_lr=True, find_lr_steps=30))
     assert _files(out) - {"lr_find.png"} == {"lr_find.csv"} | ({"model.pt"} if existing_run else set())
     if existing_run:
         assert (out / "model.pt").read_bytes() == b"a finished run's weights"
     rows = list(csv.DictReader((out / "lr_find.csv").open()))
     lrs = [float(r["lr"]) for r in rows]
     assert len(rows) >= 10 and lrs == sorted(lrs) and lrs[0] == pytest.approx(1e-6)
-    assert f"suggested --lr {report['suggested_lr']:g}" in capsys.readouterr().out
+    assert f"suggested --lr {finding.suggested_lr:g}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("existing_run", [False, True])
@@ -65,13 +65,13 @@ def test_finetune_find_lr_writes_only_lr_find_files(tmp_path, capsys, existing_r
     if existing_run:
         out.mkdir()
         (out / "model.pt").write_bytes(b"a finished run's weights")
-    report = finetune.run(tiny_finetune_config(init, out, splits, find_lr=True, find_lr_steps=20))
+    finding = finetune.find_lr(tiny_finetune_config(init, out, splits, find_lr=True, find_lr_steps=20))
     assert _files(out) - {"lr_find.png"} == {"lr_find.csv"} | ({"model.pt"} if existing_run else set())
     if existing_run:
         assert (out / "model.pt").read_bytes() == b"a finished run's weights"
     lrs = [float(r["lr"]) for r in csv.DictReader((out / "lr_find.csv").open())]
     assert len(lrs) >= 10 and lrs == sorted(lrs)
-    assert f"suggested --lr {report['suggested_lr']:g}" in capsys.readouterr().out
+    assert f"suggested --lr {finding.suggested_lr:g}" in capsys.readouterr().out
 
 
 def test_find_lr_steps_must_draw_a_curve(tmp_path):

@@ -7,7 +7,7 @@ import torch
 from conftest import ATTN_IMPLS, POS_ENCODINGS, cuda, tiny_config
 
 from minilm import MiniLM, ModelConfig
-from minilm.errors import UserError
+from minilm.model.config import ConfigError
 
 
 @pytest.mark.parametrize("pos", POS_ENCODINGS)
@@ -127,7 +127,7 @@ def test_a_tiny_model_overfits_one_batch():
     (dict(d_model=12, n_head=4, pos_encoding="rope"), "rope needs an even head size"),
 ])
 def test_config_errors_say_what_to_fix(bad, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(ConfigError, match=message):
         tiny_config(**bad)
     with pytest.raises(ValueError):  # also catchable as the standard exception type
         tiny_config(**bad)
@@ -136,7 +136,7 @@ def test_config_errors_say_what_to_fix(bad, message):
 def test_config_round_trips_and_refuses_unknown_keys():
     cfg = tiny_config(activation="swiglu")
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(UserError, match="unknown model config keys"):
+    with pytest.raises(ConfigError, match="unknown model config keys"):
         ModelConfig.from_dict({**cfg.to_dict(), "n_layers": 3})
 
 

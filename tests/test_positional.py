@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from minilm.positional import (
+from minilm.model.positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
     SinusoidalPositionalEncoding,

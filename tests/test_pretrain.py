@@ -12,9 +12,10 @@ import torch
 import torch.multiprocessing as mp
 from jobs import tiny_pretrain_config
 
-from minilm import checkpoint, pretrain
-from minilm.checkpoint import load_torch
-from minilm.errors import UserError
+from minilm.common import files
+from minilm.common.errors import UserError
+from minilm.common.files import load_torch
+from minilm.train import pretrain
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,8 @@ def test_a_tiny_run_writes_a_complete_out_dir_and_learns(finished_run):
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(r["step"]) for r in rows] == [4, 8, 12]
     assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])
-    assert report["best_val_loss"] < math.log(300)  # better than a uniform guess
-    assert report["steps"] == 12 and report["tokens_seen"] == 12 * 4 * 32
+    assert report.best_val_loss < math.log(300)  # better than a uniform guess
+    assert report.steps == 12 and report.tokens_seen == 12 * 4 * 32
 
 
 class Crash(Exception):
@@ -86,13 +87,13 @@ def test_a_failure_during_save_leaves_the_previous_checkpoint_intact(tmp_path, m
                 raise OSError("disk full")
         return real_save(obj, path, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint.torch, "save", half_written_save)
+    monkeypatch.setattr(files.torch, "save", half_written_save)
     with pytest.raises(OSError, match="disk full"):
         pretrain.run(tiny_pretrain_config(out))
     state = load_torch(out / "trainer_state.pt")
     assert state["trainer"]["step"] == 4  # the first save, whole
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]  # no half file left behind
-    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    monkeypatch.setattr(files.torch, "save", real_save)
     pretrain.run(tiny_pretrain_config(out, resume=True))  # and the run can go on from it
     assert load_torch(out / "trainer_state.pt")["trainer"]["step"] == 12
 

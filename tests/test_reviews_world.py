@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import minilm.reviews_world as reviews_world
-from minilm.reviews_check import (
+import minilm.reviews.world as reviews_world
+from minilm.reviews.check import (
     bag_of_words_baseline,
     careful_reader,
     careful_reader_accuracy,
@@ -17,7 +17,7 @@ from minilm.reviews_check import (
     read_labeled,
     words,
 )
-from minilm.reviews_vocab import DOMAINS, SHARED_SLOTS, TRANSFER, VISIBLE, Lexicon
+from minilm.reviews.vocab import DOMAINS, SHARED_SLOTS, TRANSFER, VISIBLE, Lexicon
 
 SMALL = 2_000
 

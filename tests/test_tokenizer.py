@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from minilm.errors import UserError
-from minilm.tokenizer import MIN_VOCAB_SIZE, Tokenizer
+from minilm.common.errors import UserError
+from minilm.text.tokenizer import MIN_VOCAB_SIZE, Tokenizer
 
 CORPUS = Path(__file__).parent / "fixtures" / "tiny_corpus.txt"  # 732 short English sentences
 

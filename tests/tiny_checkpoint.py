@@ -5,8 +5,8 @@ from pathlib import Path
 import torch
 
 from minilm import MiniLM, MiniLMForSequenceClassification, ModelConfig
-from minilm.checkpoint import save_json, save_torch
-from minilm.tokenizer import Tokenizer
+from minilm.common.files import save_json, save_torch
+from minilm.text.tokenizer import Tokenizer
 
 CORPUS = Path(__file__).parent / "fixtures" / "tiny_corpus.txt"
 

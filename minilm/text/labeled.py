@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from minilm.errors import UserError
-from minilm.files import atomic_write_text
+from minilm.common.errors import UserError
+from minilm.common.files import atomic_write_text
 
 if TYPE_CHECKING:
-    from minilm.tokenizer import Tokenizer
+    from minilm.text.tokenizer import Tokenizer
 
 TEXT_COLUMN_DEFAULTS = ("text", "sentence")  # tried in this order when no text column is given
 

@@ -23,8 +23,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from minilm.errors import UserError
-from minilm.runtime import autocast
+from minilm.common.errors import UserError
+from minilm.common.runtime import autocast
 
 
 @dataclass

@@ -19,18 +19,24 @@ from collections.abc import Iterator
 
 import torch
 
-from minilm.attention import KVCache
+from minilm.model.attention import KVCache
+from minilm.model.config import ConfigError
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """The one place sampling settings are checked (generate, the CLI and the jobs call it)."""
+    if not temperature >= 0:  # also refuses NaN, for which every comparison is False
+        raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"top_k must be at least 1 (or None for no limit), got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ConfigError(f"top_p must be in (0, 1] (or None for no limit), got {top_p}")
 
 
 def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                       top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """logits (B, V) of the next token -> chosen token ids (B, 1)."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1] (or None for no limit), got {top_p}")
+    check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)  # greedy: no randomness at all
     logits = logits.float() / temperature  # (B, V)

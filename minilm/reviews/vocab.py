@@ -1,6 +1,6 @@
 """The words of the review world: sentiment words in two disjoint sets, and four domains.
 
-Every sentiment entry is ONE word, so the leak checks in `reviews_check.py` can count them with a
+Every sentiment entry is ONE word, so the leak checks in `check.py` can count them with a
 plain split. Two sets carry sentiment:
 
 - VISIBLE words appear everywhere: in the labeled train/valid/test splits and in the unlabeled
@@ -12,7 +12,7 @@ plain split. Two sets carry sentiment:
 
 Within one set, the positive and negative lists of a part of speech have the same length: the
 transfer split renders each review twice from one random state, once per polarity, and equal
-lengths make the two renderings pick aligned words (see `reviews_world.py`).
+lengths make the two renderings pick aligned words (see `world.py`).
 """
 
 from __future__ import annotations

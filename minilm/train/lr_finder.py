@@ -40,9 +40,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from minilm.checkpoint import save_csv
-from minilm.plots import plot_curves
-from minilm.trainer import Trainer
+from minilm.common.files import save_csv
+from minilm.common.plots import plot_curves
+from minilm.train.trainer import Trainer
 
 CSV_COLUMNS = ["step", "lr", "loss", "smoothed_loss"]
 
@@ -131,11 +131,10 @@ def save_finding(finding: LRFinding, out: Path) -> list[Path]:
 
 
 def find_lr(trainer: Trainer, batches: Iterator, loss_fn: Callable[[nn.Module, object], torch.Tensor],
-            steps: int, out: Path) -> dict:
-    """--find-lr: run the range test, save lr_find.* into out, print the suggestion; return it as a dict."""
+            steps: int, out: Path) -> LRFinding:
+    """--find-lr: run the range test, save lr_find.* into out, print the suggestion; return the finding."""
     finding = lr_range_test(trainer, batches, loss_fn, steps)
     written = save_finding(finding, out)
     print(explain(finding))
     print(f"saved {', '.join(str(p) for p in written)}; nothing else in {out} was touched")
-    return {"suggested_lr": finding.suggested_lr, "steepest_lr": finding.steepest_lr,
-            "min_loss_lr": finding.min_loss_lr, "steps": len(finding.rows), "stopped_early": finding.stopped_early}
+    return finding

@@ -13,7 +13,7 @@ split can only be solved by a model that learned, from unlabeled text alone, tha
 like "great": its reviews come in pairs that differ only in their sentiment words, so every other
 word is equally common under both labels and a bag of words scores exactly 50% on it.
 
-    from minilm.reviews_world import ensure_default_data
+    from minilm.reviews.world import ensure_default_data
     paths = ensure_default_data()          # {"unlabeled": Path, "train": Path, ...}
 """
 
@@ -22,9 +22,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from minilm.files import atomic_write_text
-from minilm.reviews_grammar import ReviewWriter
-from minilm.reviews_vocab import DOMAINS, TRANSFER, VISIBLE, Lexicon
+from minilm.common.files import atomic_write_text
+from minilm.reviews.grammar import ReviewWriter
+from minilm.reviews.vocab import DOMAINS, TRANSFER, VISIBLE, Lexicon
 
 SPLITS = ("unlabeled", "train", "valid", "test", "transfer")
 LABELS = {True: "positive", False: "negative"}
@@ -42,7 +42,7 @@ def unlabeled_review(writer: ReviewWriter, positive: bool) -> str:
     """A full review: opener, two to four opinions about aspects, then verdicts that follow.
 
     Some sentences after the first open with a link ("sadly, ...", "luckily, ..."), which exists
-    only here: see LINKS in reviews_vocab.py for why.
+    only here: see LINKS in vocab.py for why.
     """
     rng = writer.rng
     writer.new_review()

@@ -7,28 +7,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from minilm.checkpoint import load_checked_tokenizer, load_state_dict, load_weights_into, read_config
-from minilm.classifier import MiniLMForSequenceClassification
-from minilm.config import FinetuneConfig, ModelConfig
-from minilm.errors import UserError
-from minilm.labeled_data import LabelMap, encode_texts, pad_batch
-from minilm.runtime import autocast
-from minilm.tokenizer import Tokenizer
-
-
-def load_classifier(ckpt_dir: str | Path, device: torch.device
-                    ) -> tuple[MiniLMForSequenceClassification, Tokenizer, LabelMap]:
-    """A fine-tuned dir -> (classifier in eval mode on device, its tokenizer, its labels)."""
-    ckpt_dir = Path(ckpt_dir)
-    config = read_config(ckpt_dir)
-    if config.get("kind") != "finetune" or "classifier" not in config:
-        raise UserError(f"{ckpt_dir} holds a {config.get('kind', 'unknown')} checkpoint, not a fine-tuned "
-                        f"classifier: run `python train_finetune.py --out {ckpt_dir}` first")
-    model = MiniLMForSequenceClassification(ModelConfig.from_dict(config["model"]),
-                                            config["classifier"]["num_labels"], config["classifier"]["pooling"])
-    load_weights_into(model, load_state_dict(ckpt_dir), ckpt_dir / "model.pt")
-    tokenizer = load_checked_tokenizer(ckpt_dir, config)
-    return model.to(device).eval(), tokenizer, LabelMap.load(ckpt_dir / "labels.json")
+from minilm.checkpoint import load_classifier
+from minilm.common.errors import UserError
+from minilm.common.runtime import autocast
+from minilm.model.classifier import MiniLMForSequenceClassification
+from minilm.text.labeled import encode_texts, pad_batch
+from minilm.text.tokenizer import Tokenizer
 
 
 @torch.no_grad()
@@ -50,11 +34,13 @@ def classify(model: MiniLMForSequenceClassification, seqs: list[list[int]], devi
     return torch.cat(probs), (total_loss / len(seqs) if label_ids is not None else None)
 
 
-def run_predict(cfg: FinetuneConfig, device: torch.device) -> dict:
-    """--predict / --predict-file: print each text's label and class probabilities."""
-    texts = list(cfg.predict or [])
-    if cfg.predict_file:
-        path = Path(cfg.predict_file)
+def run_predict(ckpt_dir: str | Path, texts: list[str] | None, text_file: str, max_length: int,
+                device: torch.device) -> dict:
+    """Classify `texts` and each line of `text_file` with the fine-tuned model in ckpt_dir; print each
+    text's label and class probabilities. max_length 0 means the model's context length."""
+    texts = list(texts or [])
+    if text_file:
+        path = Path(text_file)
         if not path.is_file():
             raise UserError(f"--predict-file {path} does not exist")
         try:
@@ -64,9 +50,9 @@ def run_predict(cfg: FinetuneConfig, device: torch.device) -> dict:
         texts += [line.strip() for line in lines if line.strip()]
     if not texts:
         raise UserError("nothing to classify: --predict needs at least one text, --predict-file a non-empty file")
-    model, tokenizer, labels = load_classifier(cfg.out, device)
+    model, tokenizer, labels = load_classifier(ckpt_dir, device)
     context = model.cfg.context_length
-    max_length = min(cfg.max_length or context, context)
+    max_length = min(max_length or context, context)
     seqs, n_cut = encode_texts(tokenizer, texts, max_length)
     if n_cut:
         print(f"note: {n_cut} texts were truncated to {max_length} tokens")

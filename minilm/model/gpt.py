@@ -20,15 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minilm.attention import CausalSelfAttention, KVCache
-from minilm.config import ModelConfig
-from minilm.positional import (
+from minilm.model.attention import CausalSelfAttention, KVCache
+from minilm.model.config import ModelConfig
+from minilm.model.positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
     sinusoidal_embedding_scale,
 )
-from minilm.sampling import stream_tokens
+from minilm.model.sampling import stream_tokens
 
 
 class RMSNorm(nn.Module):
@@ -83,16 +83,17 @@ class Block(nn.Module):
     undamped and training is stable without a long warmup.
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer_index: int):
         super().__init__()
         self.norm1 = make_norm(cfg)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg, layer_index)
         self.norm2 = make_norm(cfg)
         self.mlp = MLP(cfg)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, rotary=None, padding_mask=None, cache=None, layer=0) -> torch.Tensor:
-        x = x + self.resid_dropout(self.attn(self.norm1(x), rotary, padding_mask, cache, layer))
+    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+                padding_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.resid_dropout(self.attn(self.norm1(x), rotary, padding_mask, cache))
         x = x + self.resid_dropout(self.mlp(self.norm2(x)))
         return x
 
@@ -108,15 +109,20 @@ class TransformerBody(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        # Positions enter in one of two places: an additive table (T, C) added to the embeddings
+        # once, at the bottom (learned, sinusoidal), or a rotation of q and k inside every
+        # attention layer (rope). Exactly one of the two attributes is set.
+        self.position: nn.Module | None = None
+        self.rotary: RotaryEmbedding | None = None
         if cfg.pos_encoding == "learned":
             self.position = LearnedPositionalEmbedding(cfg.context_length, cfg.d_model)
         elif cfg.pos_encoding == "sinusoidal":
             self.position = SinusoidalPositionalEncoding(cfg.context_length, cfg.d_model, cfg.rope_base)
         else:
-            self.position = RotaryEmbedding(cfg.head_size, cfg.context_length, cfg.rope_base)
+            self.rotary = RotaryEmbedding(cfg.head_size, cfg.context_length, cfg.rope_base)
         self.embed_scale = sinusoidal_embedding_scale(cfg.d_model) if cfg.pos_encoding == "sinusoidal" else 1.0
         self.embed_dropout = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.final_norm = make_norm(cfg)
 
     def embed(self, input_ids: torch.Tensor, start: int = 0
@@ -132,8 +138,8 @@ class TransformerBody(nn.Module):
         positions = torch.arange(start, start + T, device=input_ids.device)  # (T,)
         x = self.token_embedding(input_ids) * self.embed_scale  # (B, T, C)
         rotary = None
-        if isinstance(self.position, RotaryEmbedding):
-            rotary = self.position(positions)  # (cos, sin), each (T, hs): used inside attention
+        if self.rotary is not None:
+            rotary = self.rotary(positions)  # (cos, sin), each (T, hs): used inside attention
         else:
             x = x + self.position(positions)  # (B, T, C) + (T, C): added once, at the bottom
         return self.embed_dropout(x), rotary
@@ -143,8 +149,8 @@ class TransformerBody(nn.Module):
         T = input_ids.size(1)
         start = cache.length if cache is not None else 0  # cached tokens come first
         x, rotary = self.embed(input_ids, start)  # (B, T, C)
-        for layer, block in enumerate(self.blocks):
-            x = block(x, rotary, padding_mask, cache, layer)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x, rotary, padding_mask, cache)  # (B, T, C)
         if cache is not None:
             cache.advance(T)
         return self.final_norm(x)  # (B, T, C)
@@ -212,7 +218,7 @@ class MiniLM(nn.Module):
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Prompt (B, T0) -> prompt + max_new_tokens sampled tokens (B, T0 + max_new_tokens).
 
-        temperature 0 is greedy decoding. See minilm/sampling.py for how each step works.
+        temperature 0 is greedy decoding. See minilm/model/sampling.py for how each step works.
         """
         new = list(stream_tokens(self, input_ids, max_new_tokens, temperature, top_k, top_p,
                                  use_cache, generator))

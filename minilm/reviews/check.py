@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minilm.reviews_vocab import LINKS, TRANSFER, VISIBLE
+from minilm.reviews.vocab import LINKS, TRANSFER, VISIBLE
 
 _WORD = re.compile(r"[a-z]+")
 

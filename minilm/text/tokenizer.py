@@ -29,9 +29,9 @@ from pathlib import Path
 import sentencepiece as spm
 import torch
 
-from minilm.errors import UserError
-from minilm.files import atomic_write
-from minilm.lm_data import iter_documents
+from minilm.common.errors import UserError
+from minilm.common.files import atomic_write
+from minilm.text.corpus import iter_documents
 
 # Special ids first, then the 256 byte pieces, then at least one learned piece.
 N_SPECIAL = 4
@@ -80,7 +80,7 @@ class Tokenizer:
     ) -> Tokenizer:
         """Train on one corpus path or a list of them and write `model_path` atomically.
 
-        Each path is anything `minilm.lm_data.iter_documents` reads (a .txt file, a folder of
+        Each path is anything `minilm.text.corpus.iter_documents` reads (a .txt file, a folder of
         .txt files, a .jsonl file). Corpora above TRAIN_CHAR_BUDGET characters are sampled by
         document with a fixed seed, so training takes seconds and the same input always gives
         the same model (same fingerprint). The vocabulary has exactly `vocab_size` pieces.

@@ -23,7 +23,7 @@ their outputs are concatenated back to C and mixed by one output projection.
 Two implementations share the parameters: "explicit" computes the formula line by line (read
 this one); "fused" calls torch's scaled_dot_product_attention, which does the same maths in one
 kernel (flash / memory-efficient attention on GPUs). tests/test_attention.py proves they agree.
-`attention_weights(x)` returns the softmax matrix itself, for looking at (minilm/attention_map.py).
+`attention_weights(x)` returns the softmax matrix itself, for looking at (minilm/tools/attention_map.py).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minilm.config import ModelConfig
-from minilm.positional import apply_rotary
+from minilm.model.config import ModelConfig
+from minilm.model.positional import apply_rotary
 
 
 class KVCache:
@@ -45,7 +45,7 @@ class KVCache:
     can affect them), so each step feeds only the new token and reuses the stored K, V instead
     of recomputing the whole prefix. Cost per new token drops from O(T) forward passes' worth
     of work to O(1) projections plus one attention row. (Once the sequence outgrows the window,
-    every position shifts and the cache must be rebuilt each step: see minilm/sampling.py.)
+    every position shifts and the cache must be rebuilt each step: see minilm/model/sampling.py.)
     """
 
     def __init__(self, n_layer: int, batch_size: int, n_head: int, max_len: int, head_size: int,
@@ -89,29 +89,29 @@ def attention_mask_for(T: int, Tk: int, padding_mask: torch.Tensor | None,
 class CausalSelfAttention(nn.Module):
     """x (B, T, C) -> (B, T, C): every position mixes in the values of itself and earlier positions."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer_index: int):
         super().__init__()
+        self.layer_index = layer_index  # this block's slot in a KV cache
         self.n_head, self.head_size, self.impl = cfg.n_head, cfg.head_size, cfg.attn_impl
         self.dropout = cfg.dropout
         # W_q, W_k, W_v for all heads at once: one (C -> 3C) matmul instead of 3·nh small ones.
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.out_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
-        self.out_proj.is_residual_projection = True  # gets the scaled init (see model.init_weights)
+        self.out_proj.is_residual_projection = True  # gets the scaled init (see gpt.init_weights)
         self.attn_dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
-                padding_mask: torch.Tensor | None = None, cache: KVCache | None = None,
-                layer: int = 0) -> torch.Tensor:
+                padding_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
         """rotary: (cos, sin) of this call's positions, each (T, hs), or None.
         padding_mask: (B, T) 1 = real, 0 = padding, or None (all real). Not combinable with cache.
-        cache/layer: the KV cache and this block's index in it, when generating.
+        cache: the KV cache, when generating (this layer uses its own slot, self.layer_index).
         """
         B, T, C = x.shape
         q, k, v = self.heads(x, rotary)  # (B, nh, T, hs) each
         if cache is not None:
             if padding_mask is not None:
                 raise ValueError("padding_mask cannot be combined with a KV cache")
-            k, v = cache.append(layer, k, v)  # (B, nh, Tk, hs), Tk = cached + T
+            k, v = cache.append(self.layer_index, k, v)  # (B, nh, Tk, hs), Tk = cached + T
 
         if self.impl == "explicit":
             y = self._explicit(q, k, v, padding_mask)

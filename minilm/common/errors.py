@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from minilm.model.config import ConfigError
+
 T = TypeVar("T")
 
 
@@ -24,13 +26,14 @@ class UserError(ValueError):
 
 
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
-    """Wrap an entry point so a UserError becomes `error: <message>` on stderr and exit code 2."""
+    """Wrap an entry point so a UserError (or the model layer's ConfigError) becomes
+    `error: <message>` on stderr and exit code 2."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except UserError as err:
+        except (UserError, ConfigError) as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
 

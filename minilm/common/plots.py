@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from minilm.files import atomic_write
+from minilm.common.files import atomic_write
 
 
 def pyplot() -> Any:

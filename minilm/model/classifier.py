@@ -13,15 +13,12 @@ generate); with tied weights it costs no parameters.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minilm.checkpoint import load_model_config, load_state_dict, load_weights_into
-from minilm.config import ModelConfig
-from minilm.model import MiniLM, TransformerBody, count_parameters, init_weights, make_lm_head
+from minilm.model.config import ModelConfig
+from minilm.model.gpt import MiniLM, TransformerBody, count_parameters, init_weights, make_lm_head
 
 POOLINGS = ("last", "mean")
 
@@ -61,23 +58,16 @@ class MiniLMForSequenceClassification(nn.Module):
         self.apply(lambda m: init_weights(m, cfg.n_layer))
 
     @classmethod
-    def from_pretrained_lm(cls, lm_or_checkpoint_dir: MiniLM | str | Path, num_labels: int,
-                           pooling: str = "last", dropout: float | None = None
-                           ) -> MiniLMForSequenceClassification:
+    def from_pretrained_lm(cls, lm: MiniLM, num_labels: int, pooling: str = "last",
+                           dropout: float | None = None) -> MiniLMForSequenceClassification:
         """A classifier whose body (and LM head) are copies of a pretrained LM's; a fresh head.
 
-        Accepts a MiniLM or a checkpoint dir written by train_pretrain.py. dropout overrides the
-        body's dropout rate (pretraining often uses 0, fine-tuning on few labels wants ~0.1).
-        The LM is not modified: its tensors are copied, not shared.
+        dropout overrides the body's dropout rate (pretraining often uses 0, fine-tuning on few
+        labels wants ~0.1). The LM is not modified: its tensors are copied, not shared. To start
+        from a checkpoint dir, load the LM first: `minilm.checkpoint.load_lm(dir, device)`.
         """
-        if isinstance(lm_or_checkpoint_dir, MiniLM):
-            lm_cfg, state = lm_or_checkpoint_dir.cfg, lm_or_checkpoint_dir.state_dict()
-        else:
-            lm_cfg = load_model_config(lm_or_checkpoint_dir)
-            state = load_state_dict(lm_or_checkpoint_dir)
-            probe = MiniLM(lm_cfg)  # checks the weights fit before we build anything on them
-            load_weights_into(probe, state, lm_or_checkpoint_dir)
-        cfg = ModelConfig.from_dict({**lm_cfg.to_dict(), **({} if dropout is None else {"dropout": dropout})})
+        state = lm.state_dict()
+        cfg = ModelConfig.from_dict({**lm.cfg.to_dict(), **({} if dropout is None else {"dropout": dropout})})
         clf = cls(cfg, num_labels, pooling)
         body_state = {k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")}
         clf.body.load_state_dict(body_state)  # load_state_dict copies into clf's own tensors
@@ -133,7 +123,8 @@ def freeze_layers(model: MiniLMForSequenceClassification, freeze: str) -> tuple[
     for p in model.parameters():
         p.requires_grad = freeze in ("none", "embeddings")
     if freeze == "embeddings":
-        for p in [model.body.token_embedding.weight, *model.body.position.parameters()]:
+        positions = model.body.position.parameters() if model.body.position is not None else []
+        for p in [model.body.token_embedding.weight, *positions]:
             p.requires_grad = False
     for p in model.head.parameters():
         p.requires_grad = True

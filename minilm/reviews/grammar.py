@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import re
 
-from minilm.reviews_vocab import (
+from minilm.reviews.vocab import (
     INTENSIFIERS,
     LINKS,
     NAMED_SLOTS,
