@@ -25,6 +25,9 @@ from minilm.model.gpt import MiniLM
 from minilm.text.labeled import LabelMap
 from minilm.text.tokenizer import Tokenizer
 
+# The --ckpt flag of every command that reads a checkpoint dir.
+CKPT_HELP = "checkpoint dir to read, written by pretraining or fine-tuning (config.json, model.pt, tokenizer.model)"
+
 
 def read_config(ckpt_dir: str | Path) -> dict[str, Any]:
     """The parsed config.json of a checkpoint dir, with a clear error if it is not one."""
@@ -112,7 +115,8 @@ def load_classifier(ckpt_dir: str | Path, device: torch.device
     config = read_config(ckpt_dir)
     if config.get("kind") != "finetune" or "classifier" not in config:
         raise UserError(f"{ckpt_dir} holds a {config.get('kind', 'unknown')} checkpoint, not a fine-tuned "
-                        f"classifier: run `python train_finetune.py --out {ckpt_dir}` first")
+                        f"classifier: fine-tune it first (`python train_finetune.py --ckpt {ckpt_dir} --out "
+                        f"{ckpt_dir}-classifier`), then predict with --ckpt {ckpt_dir}-classifier")
     model = MiniLMForSequenceClassification(ModelConfig.from_dict(config["model"]),
                                             config["classifier"]["num_labels"], config["classifier"]["pooling"])
     load_weights_into(model, load_state_dict(ckpt_dir), ckpt_dir / "model.pt")

@@ -2,8 +2,14 @@
 
     field `max_steps: int = option(3000, "total optimizer steps")`  ->  --max-steps 3000
 
-Booleans become --flag / --no-flag. A field's `choices` become argparse choices. Because the
-flags are generated, `--help` lists every knob the dataclass has, with the same words.
+Booleans become --flag / --no-flag. A field's `choices` become argparse choices, shown in
+`--help`; its `aliases` are other names of the same flag (older names keep working). Because the
+flags are generated, `--help` lists every knob the dataclass has, with the same words, and every
+command (the two jobs and the tools) uses the same words for the same things: --ckpt for a
+checkpoint dir to read, --out for a dir to write, --text for text, --device auto.
+
+Every command exists in three spellings, and usage lines and "next:" hints use the one the user
+typed: `minilm-pretrain` (console script), `python -m minilm.pretrain`, `python train_pretrain.py`.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ import dataclasses
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import Any
+
+JOB_SCRIPTS = ("pretrain", "finetune")  # the commands that also exist as train_<job>.py
 
 
 def flag_name(field_name: str) -> str:
@@ -42,18 +51,58 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str, skip: tupl
         if f.name in skip or "help" not in f.metadata:
             continue
         kind = _base_type(f.type)
-        default = None if defaults_from_elsewhere else f.default
+        names = [f.metadata.get("flag") or flag_name(f.name), *f.metadata.get("aliases", ())]
+        is_required = f.default is dataclasses.MISSING and not defaults_from_elsewhere
+        default = None if defaults_from_elsewhere or is_required else f.default
         help_text = f.metadata["help"]
-        if not defaults_from_elsewhere and f.default is not dataclasses.MISSING:
+        if not defaults_from_elsewhere and not is_required and f.default not in (None, "", ()):
             help_text += f" (default: {f.default})"
+        common = dict(dest=f.name, default=default, help=help_text.replace("%", "%%"))  # argparse formats with %
+        if is_required:
+            common["required"] = True
         if kind is bool:
-            group.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction, default=default,
-                               help=help_text)
-        elif kind is list:  # a list of strings: --predict "one text" "another text"
-            group.add_argument(flag_name(f.name), nargs="+", default=default, help=help_text, metavar="TEXT")
-        else:
-            group.add_argument(flag_name(f.name), type=kind, default=default, help=help_text,
-                               choices=f.metadata.get("choices"), metavar=f.name.upper())
+            group.add_argument(*names, action=argparse.BooleanOptionalAction, **common)
+        elif kind is list:  # a list of strings: --text "one text" "another text"
+            group.add_argument(*names, nargs="+", metavar="TEXT", **common)
+        else:  # with choices, argparse shows them ({a,b,c}); without, the field's name
+            choices = f.metadata.get("choices")
+            metavar = None if choices else names[0][2:].replace("-", "_").upper()
+            group.add_argument(*names, type=kind, choices=choices, metavar=metavar, **common)
+
+
+def parse_given(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
+    """Parse argv; also return the names of the fields the user actually gave (even at their default).
+
+    argparse fills in a default only for attributes the namespace does not have yet, so a
+    namespace pre-filled with a marker shows which ones the command line set.
+    """
+    unset = object()
+    marked = argparse.Namespace(**{a.dest: unset for a in parser._actions if a.dest != "help"})
+    given = {name for name, value in vars(parser.parse_args(argv, namespace=marked)).items() if value is not unset}
+    return parser.parse_args(argv), given
+
+
+def program_name(command: str) -> str:
+    """How the user started `command` ("pretrain", "attention-map", ...), for its usage line."""
+    script = Path(sys.argv[0]).name
+    if script == f"minilm-{command}" or (command in JOB_SCRIPTS and script == f"train_{command}.py"):
+        return script
+    return f"python -m minilm.{command.replace('-', '_')}"
+
+
+def command_for(command: str) -> str:
+    """The command line that starts `command`, spelled the way this process was started: what a
+    job prints as the next thing to run."""
+    script = Path(sys.argv[0]).name
+    if script.startswith("minilm-"):
+        return f"minilm-{command}"
+    if script.startswith("train_") and command in JOB_SCRIPTS:
+        return f"python train_{command}.py"
+    return f"python -m minilm.{command.replace('-', '_')}"
+
+
+def make_parser(command: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=program_name(command), description=description)
 
 
 def values_for(args: argparse.Namespace, cls: type, skip: tuple[str, ...] = (),

@@ -16,13 +16,14 @@ RUN_FILES = ("config.json", "model.pt", "tokenizer.model", "trainer_state.pt", "
              "samples.txt", "loss.png", "labels.json", "predictions.tsv")
 
 
-def claim_out_dir(out: Path, resume: bool, overwrite: bool, job: str) -> None:
+def claim_out_dir(out: Path, resume: bool, overwrite: bool, job: str, resumable: bool = True) -> None:
     """Make sure starting a run in `out` cannot destroy a previous run by accident.
 
     A dir that already holds a checkpoint is only reused with --resume (continue it) or
     --overwrite (replace it: the old run's files are deleted first, so a crash early in the new
     run cannot leave old weights next to a new tokenizer); --resume on a dir with nothing to
-    resume is an error too.
+    resume is an error too. resumable: whether the job has --resume at all (fine-tuning has not),
+    so the error suggests only flags that exist.
     """
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory; choose another --out")
@@ -31,8 +32,9 @@ def claim_out_dir(out: Path, resume: bool, overwrite: bool, job: str) -> None:
     if resume and not has_state:
         raise UserError(f"nothing to resume in {out} (no trainer_state.pt); drop --resume to start a new run")
     if has_run and not resume and not overwrite:
-        raise UserError(f"{out} already holds a {job} run; pass --resume to continue it, --overwrite to "
-                        f"replace it, or --out to choose another dir")
+        choices = "pass --resume to continue it, --overwrite to replace it," if resumable else \
+            "pass --overwrite to replace it"
+        raise UserError(f"{out} already holds a {job} run; {choices} or --out to choose another dir")
     if overwrite and not resume:
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)

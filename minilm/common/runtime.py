@@ -19,6 +19,7 @@ import torch.distributed as dist
 from minilm.common.errors import UserError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"  # every command's --device
 
 
 def resolve_device(name: str) -> torch.device:

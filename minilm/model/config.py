@@ -22,14 +22,17 @@ class ConfigError(ValueError):
     command-line entry points print it as one line like every other user error."""
 
 
-def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field with a default, a help string and (optionally) the allowed values."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def option(default: Any, help: str, choices: tuple[str, ...] | None = None, aliases: tuple[str, ...] = (),
+           flag: str | None = None) -> Any:
+    """A dataclass field with a default, a help string and (optionally) the allowed values, its
+    flag's name when it is not the field's (--ckpt for `init`) and other flag names that mean
+    the same (kept so older commands keep working)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "aliases": aliases, "flag": flag})
 
 
-def required(help: str) -> Any:
+def required(help: str, aliases: tuple[str, ...] = ()) -> Any:
     """A dataclass field the user must set (no default)."""
-    return field(metadata={"help": help})
+    return field(metadata={"help": help, "aliases": aliases})
 
 
 @dataclass

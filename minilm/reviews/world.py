@@ -19,6 +19,7 @@ word is equally common under both labels and a bag of words scores exactly 50% o
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -173,9 +174,24 @@ def _version_line(seed: int, n_unlabeled: int) -> str:
     return f"generator {GENERATOR_VERSION} seed {seed} unlabeled {n_unlabeled}"
 
 
-def ensure_default_data(directory: str | Path = "data/reviews", seed: int = 0) -> dict[str, Path]:
-    """Return the paths of the default data, generating the files first if any is missing or if
-    they were made by another version of the generator or another seed (the VERSION file says)."""
+def default_data_dir() -> Path:
+    """Where the default data lives (16 MB): $MINILM_DATA if set; data/reviews when run from the
+    root of a minilm checkout (next to data/generate_reviews.py, where the README expects it);
+    else a cache dir, $XDG_CACHE_HOME/minilm/reviews or ~/.cache/minilm/reviews, so a console
+    script run from any other dir does not leave a corpus there."""
+    if os.environ.get("MINILM_DATA"):
+        return Path(os.environ["MINILM_DATA"])
+    if Path("data/generate_reviews.py").is_file():
+        return Path("data/reviews")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "minilm" / "reviews"
+
+
+def ensure_default_data(directory: str | Path | None = None, seed: int = 0) -> dict[str, Path]:
+    """Return the paths of the default data (in `directory`, default: default_data_dir()), generating
+    the files first if any is missing or if they were made by another version of the generator or
+    another seed (the VERSION file says)."""
+    directory = directory or default_data_dir()
     paths = split_paths(directory)
     version = Path(directory) / "VERSION"
     current = version.is_file() and version.read_text().strip() == _version_line(seed, N_UNLABELED)

@@ -25,6 +25,7 @@ import torch
 
 from minilm.common.errors import UserError
 from minilm.common.files import atomic_write_text
+from minilm.common.progress import progress
 
 if TYPE_CHECKING:
     from minilm.text.tokenizer import Tokenizer
@@ -133,6 +134,25 @@ def holdout_split(n: int, n_holdout: int, seed: int = 0) -> tuple[list[int], lis
     return [i for i in range(n) if i not in held], sorted(held)
 
 
+def stratified_holdout(labels: Sequence[str], fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Split indices 0..n-1 into (kept, held out) with the same label mix in both.
+
+    From each label's examples, round(fraction x count) are held out (at least one, and never
+    all of them), drawn with a fixed seed; both lists keep the original order. Used by
+    --valid-fraction / --test-fraction to carve valid and test sets out of one labeled file.
+    """
+    rng = random.Random(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    held: set[int] = set()
+    for label in sorted(by_label):
+        indices = by_label[label]
+        n_held = min(len(indices) - 1, max(1, round(fraction * len(indices))))
+        held.update(rng.sample(indices, n_held))
+    return [i for i in range(len(labels)) if i not in held], sorted(held)
+
+
 # -- labels -------------------------------------------------------------------------------------
 
 
@@ -191,22 +211,32 @@ def _is_int(label: str) -> bool:
 # -- ids and batches ----------------------------------------------------------------------------
 
 
-def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], int]:
+ENCODE_CHUNK = 4096  # texts per call into SentencePiece (which encodes a batch on several threads)
+
+
+def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_length: int,
+                 desc: str = "") -> tuple[list[list[int]], int]:
     """Texts -> [bos] ids [eos], cut to `max_length` ids; returns (sequences, number truncated).
 
     A long text keeps its first max_length - 2 ids and still ends in eos, so the classifier's
     "last" pooling always reads the same kind of token: the one that closed a pretraining document.
+    desc: show progress under this name (tens of thousands of long reviews take a while).
     """
     if max_length < 3:
         raise UserError(
             f"max length {max_length} leaves no room for text between bos and eos: use at least 3"
         )
     seqs, n_truncated = [], 0
-    for ids in tokenizer.encode_batch(list(texts)):
-        if len(ids) > max_length - 2:
-            ids = ids[: max_length - 2]
-            n_truncated += 1
-        seqs.append([tokenizer.bos_id, *ids, tokenizer.eos_id])
+    bar = progress(total=len(texts), desc=desc, unit="text", enabled=bool(desc), leave=False)
+    for start in range(0, len(texts), ENCODE_CHUNK):
+        chunk = list(texts[start:start + ENCODE_CHUNK])
+        for ids in tokenizer.encode_batch(chunk):
+            if len(ids) > max_length - 2:
+                ids = ids[: max_length - 2]
+                n_truncated += 1
+            seqs.append([tokenizer.bos_id, *ids, tokenizer.eos_id])
+        bar.update(len(chunk))
+    bar.close()
     return seqs, n_truncated
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from minilm.common.errors import UserError
 from minilm.common.files import atomic_write_text
+from minilm.common.progress import progress
 from minilm.text.corpus import iter_documents, source_stamp
 from minilm.text.tokenizer import Tokenizer
 
@@ -95,7 +95,7 @@ def build_token_cache(
     try:
         with open(tmp["train"], "wb") as train_f, open(tmp["val"], "wb") as val_f:
             out = {"train": train_f, "val": val_f}
-            docs = tqdm(iter_documents(data_path), desc="tokenizing", unit=" docs", disable=None)
+            docs = progress(iter_documents(data_path), desc="tokenizing", unit="doc")
             for start, chunk in _chunks(docs, ENCODE_CHUNK):
                 for offset, ids in enumerate(tokenizer.encode_batch(chunk, bos=True, eos=True)):
                     split = "val" if is_val_document(start + offset, val_fraction) else "train"

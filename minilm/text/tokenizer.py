@@ -31,6 +31,7 @@ import torch
 
 from minilm.common.errors import UserError
 from minilm.common.files import atomic_write
+from minilm.common.progress import progress
 from minilm.text.corpus import iter_documents
 
 # Special ids first, then the 256 byte pieces, then at least one learned piece.
@@ -178,11 +179,12 @@ def _sample_documents(paths: Sequence[PathLike], char_budget: int, seed: int) ->
     Two passes: the first counts characters so the keep probability is known; the second draws
     one number per document from a seeded generator, so the sample depends only on the input.
     """
-    total = sum(len(doc) for path in paths for doc in iter_documents(path))
+    total = sum(len(doc) for path in paths for doc in progress(iter_documents(path), desc="tokenizer: counting",
+                                                                 unit="doc", leave=False))
     keep = min(1.0, char_budget / total)
     rng = random.Random(seed)
     for path in paths:
-        for doc in iter_documents(path):
+        for doc in progress(iter_documents(path), desc="tokenizer: sampling", unit="doc", leave=False):
             if rng.random() < keep:
                 yield doc[:MAX_DOC_CHARS]
 

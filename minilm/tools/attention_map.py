@@ -1,6 +1,6 @@
 """Look at what the heads attend to: a heat-map of every layer's and head's attention weights.
 
-    python -m minilm.attention_map --ckpt out/pretrain --text "the soup was not great" --out attention.png
+    python -m minilm.attention_map --ckpt out/pretrain --text "the soup was not great" --png attention.png
     python -m minilm.attention_map --ckpt out/finetune --text "..." --layer 1 --head 0   # one panel
 
 Panel (layer l, head h) is the (T, T) matrix A = softmax(Q Kᵀ / √hs + M) of that head for the
@@ -12,15 +12,17 @@ their attention there (an "attention sink", Xiao et al. 2023).
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from minilm.checkpoint import load_lm
+from minilm.checkpoint import CKPT_HELP, load_lm
 from minilm.common.errors import UserError, exit_on_user_error
+from minilm.common.flags import add_flags, make_parser, values_for
 from minilm.common.plots import pyplot, save_figure
-from minilm.common.runtime import resolve_device
+from minilm.common.runtime import DEVICE_HELP, resolve_device
+from minilm.model.config import option, required
 from minilm.model.gpt import MiniLM
 from minilm.tools.generate import encode_prompt
 
@@ -77,29 +79,33 @@ def pick(index: int | None, count: int, what: str) -> list[int]:
     return [index]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m minilm.attention_map",
-                                     description="Draw the attention weights of every layer and head for one "
-                                                 "sentence as a PNG grid of heat-maps.")
-    parser.add_argument("--ckpt", required=True, help="checkpoint dir written by train_pretrain.py or "
-                                                      "train_finetune.py")
-    parser.add_argument("--text", required=True, help="the sentence to look at (a few words read best)")
-    parser.add_argument("--out", default="attention.png", help="PNG file to write (default: attention.png)")
-    parser.add_argument("--layer", type=int, default=None, help="draw only this layer, 0-based (default: all)")
-    parser.add_argument("--head", type=int, default=None, help="draw only this head, 0-based (default: all)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default: cpu: one "
-                                                        "sentence is quick anywhere)")
-    return parser.parse_args(argv)
+@dataclass
+class AttentionMapConfig:
+    """Everything the attention-map command can be told (each field is a flag: minilm/common/flags.py)."""
+
+    ckpt: str = option("out/pretrain", CKPT_HELP)
+    text: str = required("the sentence to look at (a few words read best)")
+    png: str = option("attention.png", "PNG file to write", aliases=("--out",))
+    layer: int | None = option(None, "draw only this layer, 0-based (default: all)")
+    head: int | None = option(None, "draw only this head, 0-based (default: all)")
+    device: str = option("auto", DEVICE_HELP)
 
 
-def main(args: argparse.Namespace) -> Path:
+def parse_args(argv: list[str] | None = None) -> AttentionMapConfig:
+    parser = make_parser("attention-map", "Draw the attention weights of every layer and head for one sentence "
+                                          "as a PNG grid of heat-maps.")
+    add_flags(parser, AttentionMapConfig, "attention map")
+    return AttentionMapConfig(**values_for(parser.parse_args(argv), AttentionMapConfig))
+
+
+def main(args: AttentionMapConfig) -> Path:
     """Write the heat-maps for args.text; return the PNG's path."""
     model, tokenizer = load_lm(args.ckpt, resolve_device(args.device))
     layers = pick(args.layer, model.cfg.n_layer, "layer")
     heads = pick(args.head, model.cfg.n_head, "head")
     ids = encode_prompt(tokenizer, args.text, model.cfg.context_length)  # [bos] + the text's ids
     maps = attention_maps(model, torch.tensor([ids], device=next(model.parameters()).device))
-    out = Path(args.out)
+    out = Path(args.png)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_attention(maps, [tokenizer.id_to_piece(i) for i in ids], out, layers, heads,
                    f"attention of {args.ckpt}: row = query token, column = key token")

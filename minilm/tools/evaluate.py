@@ -40,18 +40,20 @@ compute. Token indices, N = 10, T = 4:
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from minilm.checkpoint import load_lm
+from minilm.checkpoint import CKPT_HELP, load_lm
 from minilm.common.errors import UserError, exit_on_user_error
 from minilm.common.files import save_json
-from minilm.common.runtime import resolve_device
+from minilm.common.flags import add_flags, make_parser, values_for
+from minilm.common.progress import progress
+from minilm.common.runtime import DEVICE_HELP, resolve_device
+from minilm.model.config import option, required
 from minilm.model.gpt import MiniLM
 from minilm.text.corpus import iter_documents
 from minilm.text.tokenizer import Tokenizer
@@ -63,7 +65,7 @@ IGNORE = -100  # target of a position that is not scored (cross_entropy's ignore
 def encode_stream(tokenizer: Tokenizer, documents: Iterable[str]) -> tuple[torch.Tensor, int, int]:
     """Documents -> (the stream of [bos] ids [eos] of each, back to back (N,), UTF-8 bytes, documents)."""
     pieces, n_bytes = [], 0
-    for doc in documents:
+    for doc in progress(documents, desc="encoding", unit="doc"):
         pieces.append(torch.tensor(tokenizer.encode(doc, bos=True, eos=True)))
         n_bytes += len(doc.encode("utf-8")) + 1  # + 1: the newline that ended the document
     if not pieces:
@@ -119,7 +121,7 @@ def evaluate_text(model: MiniLM, tokenizer: Tokenizer, documents: Iterable[str],
     was_training = model.training
     model.eval()
     total_nll, n_scored = 0.0, 0
-    for i in tqdm(range(0, len(windows), batch_size), desc="evaluating", unit=" batches", disable=None):
+    for i in progress(range(0, len(windows), batch_size), desc="evaluating", unit="batch"):
         x, y = window_batch(stream, windows[i : i + batch_size], T)
         logits, _ = model(x.to(device))  # (B, T, V)
         # Summed, not averaged: windows score different numbers of tokens.
@@ -144,26 +146,29 @@ def format_results(results: dict) -> str:
     return "\n".join([header, *(f"  {name:<14} {value:>10} {unit}".rstrip() for name, value, unit in rows)])
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m minilm.evaluate",
-        description="Measure a trained MiniLM on any text: loss per token, perplexity and bits per byte.")
-    parser.add_argument("--ckpt", required=True, help="checkpoint dir written by train_pretrain.py or "
-                                                      "train_finetune.py (config.json, model.pt, tokenizer.model)")
-    parser.add_argument("--data", required=True, help="text to score: a .txt file (one document per line), a "
-                                                      "folder of .txt files, or a .jsonl file with a \"text\" field")
-    parser.add_argument("--stride", type=int, default=None,
-                        help="slide the window by this many tokens, scoring only its last STRIDE tokens: more "
-                             "context per token, context_length/STRIDE times the compute (default: "
-                             "non-overlapping windows)")
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default: 8)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N "
-                                                         "or mps (default: auto)")
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-    return parser.parse_args(argv)
+@dataclass
+class EvaluateConfig:
+    """Everything the evaluate command can be told (each field is a flag: minilm/common/flags.py)."""
+
+    ckpt: str = option("out/pretrain", CKPT_HELP)
+    data: str = required("text to score: a .txt file (one document per line), a folder of .txt files, or a "
+                         ".jsonl file with a \"text\" field")
+    stride: int | None = option(None, "slide the window by this many tokens, scoring only its last STRIDE tokens: "
+                                      "more context per token, context_length/STRIDE times the compute "
+                                      "(default: non-overlapping windows)")
+    batch_size: int = option(8, "windows per forward pass")
+    device: str = option("auto", DEVICE_HELP)
+    json: str = option("", "also write the results to this JSON file")
 
 
-def main(args: argparse.Namespace) -> dict:
+def parse_args(argv: list[str] | None = None) -> EvaluateConfig:
+    parser = make_parser("evaluate", "Measure a trained MiniLM on any text: loss per token, perplexity and "
+                                     "bits per byte.")
+    add_flags(parser, EvaluateConfig, "evaluation")
+    return EvaluateConfig(**values_for(parser.parse_args(argv), EvaluateConfig))
+
+
+def main(args: EvaluateConfig) -> dict:
     """Load, score, print the table, write --json; return the results."""
     device = resolve_device(args.device)
     model, tokenizer = load_lm(args.ckpt, device)

@@ -1,6 +1,6 @@
 """Sample text from a trained checkpoint, each token printed as soon as it is chosen.
 
-    python -m minilm.generate --ckpt out/pretrain --prompt "The waiter" --num-samples 3 --seed 1
+    python -m minilm.generate --ckpt out/pretrain --text "The waiter" --num-samples 3 --seed 1
 
 How each token is chosen (temperature, top-k, top-p, the KV cache and the sliding window) is
 in minilm/model/sampling.py; this module turns that into a command.
@@ -8,16 +8,18 @@ in minilm/model/sampling.py; this module turns that into a command.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 import torch
 
-from minilm.checkpoint import load_lm
+from minilm.checkpoint import CKPT_HELP, load_lm
 from minilm.common.errors import UserError, exit_on_user_error
-from minilm.common.runtime import resolve_device
+from minilm.common.flags import add_flags, make_parser, values_for
+from minilm.common.runtime import DEVICE_HELP, resolve_device
+from minilm.model.config import option
 from minilm.model.sampling import check_sampling, stream_tokens
 from minilm.text.tokenizer import Tokenizer
 
@@ -67,44 +69,46 @@ def stream_sample(model, tokenizer: Tokenizer, prompt_ids: list[int], out: TextI
     return new_ids
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m minilm.generate",
-        description="Sample text from a trained MiniLM checkpoint, printing each sample as it is generated.")
-    parser.add_argument("--ckpt", required=True, help="checkpoint dir written by train_pretrain.py or "
-                                                      "train_finetune.py (config.json, model.pt, tokenizer.model)")
-    prompts = parser.add_mutually_exclusive_group()
-    prompts.add_argument("--prompt", default="", help="text to continue (default: none, start a new text)")
-    prompts.add_argument("--prompt-file", help="a UTF-8 file of prompts, one per line (blank lines skipped)")
-    parser.add_argument("--max-new-tokens", type=int, default=100, help="most tokens per sample; a sample "
-                        "also ends at the end-of-text token (default: 100)")
-    parser.add_argument("--temperature", type=float, default=0.8,
-                        help="< 1 is safer and duller, > 1 more surprising, 0 always picks the likeliest "
-                             "token (default: 0.8)")
-    parser.add_argument("--top-k", type=int, default=None, help="draw only from the k likeliest tokens "
-                        "(default: all)")
-    parser.add_argument("--top-p", type=float, default=None, help="draw only from the likeliest tokens "
-                        "whose probabilities add up to p, in (0, 1] (default: all)")
-    parser.add_argument("--num-samples", type=int, default=1, help="samples per prompt (default: 1)")
-    parser.add_argument("--seed", type=int, default=None, help="same seed, same samples (default: a fresh "
-                        "random seed each run)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N "
-                                                         "or mps (default: auto)")
-    return parser.parse_args(argv)
+@dataclass
+class GenerateConfig:
+    """Everything the generate command can be told (each field is a flag: minilm/common/flags.py)."""
+
+    ckpt: str = option("out/pretrain", CKPT_HELP)
+    text: str = option("", "text to continue (default: none, start a new text)", aliases=("--prompt",))
+    text_file: str = option("", "a UTF-8 file of texts to continue, one per line (blank lines skipped)",
+                            aliases=("--prompt-file",))
+    max_new_tokens: int = option(100, "most tokens per sample; a sample also ends at the end-of-text token")
+    temperature: float = option(0.8, "< 1 is safer and duller, > 1 more surprising, 0 always picks the "
+                                     "likeliest token")
+    top_k: int | None = option(None, "draw only from the k likeliest tokens (default: all)")
+    top_p: float | None = option(None, "draw only from the likeliest tokens whose probabilities add up to p, "
+                                       "in (0, 1] (default: all)")
+    num_samples: int = option(1, "samples per text")
+    seed: int | None = option(None, "same seed, same samples (default: a fresh random seed each run)")
+    device: str = option("auto", DEVICE_HELP)
 
 
-def check_args(args: argparse.Namespace) -> None:
+def parse_args(argv: list[str] | None = None) -> GenerateConfig:
+    parser = make_parser("generate", "Sample text from a trained MiniLM checkpoint, printing each sample as "
+                                     "it is generated.")
+    add_flags(parser, GenerateConfig, "generation")
+    return GenerateConfig(**values_for(parser.parse_args(argv), GenerateConfig))
+
+
+def check_args(args: GenerateConfig) -> None:
     """Refuse settings the sampler cannot honour, before any loading."""
     check_sampling(args.temperature, args.top_k, args.top_p)
     for flag in ("max_new_tokens", "num_samples"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.text and args.text_file:
+        raise UserError("--text and --text-file both given: continue one text, or each line of a file")
 
 
-def read_prompts(args: argparse.Namespace) -> list[str]:
-    if args.prompt_file is None:
-        return [args.prompt]
-    path = Path(args.prompt_file)
+def read_prompts(args: GenerateConfig) -> list[str]:
+    if not args.text_file:
+        return [args.text]
+    path = Path(args.text_file)
     if not path.is_file():
         raise UserError(f"prompt file {path} not found")
     try:
@@ -117,7 +121,7 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
     return prompts
 
 
-def main(args: argparse.Namespace) -> list[str]:
+def main(args: GenerateConfig) -> list[str]:
     """Stream --num-samples samples for each prompt to stdout; return the texts (prompt included)."""
     check_args(args)
     prompts = read_prompts(args)

@@ -67,8 +67,15 @@ def classification_report(gold: Sequence[int], predicted: Sequence[int], label_n
     }
 
 
+COMPACT_ABOVE = 12  # with more classes than this, the printed report is a summary (the matrix would be unreadable)
+SHOWN = 5  # weakest classes and most frequent confusions in the summary
+
+
 def format_report(report: dict, title: str) -> str:
-    """The report as two plain-text tables: per-class scores, then the confusion matrix."""
+    """The report as two plain-text tables: per-class scores, then the confusion matrix; for more
+    than COMPACT_ABOVE classes, a summary instead (report.json keeps everything)."""
+    if len(report["labels"]) > COMPACT_ABOVE:
+        return format_summary(report, title)
     names = report["labels"]
     width = max(9, *(len(n) for n in names))
     lines = [f"{title}: accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}",
@@ -80,4 +87,30 @@ def format_report(report: dict, title: str) -> str:
     lines.append("  " + " " * width + "  " + " ".join(f"{n[:width]:>{width}}" for n in names))
     for name, row in zip(names, report["confusion_matrix"], strict=True):
         lines.append(f"  {name:<{width}}  " + " ".join(f"{v:>{width}d}" for v in row))
+    return "\n".join(lines)
+
+
+def top_confusions(report: dict, n: int) -> list[tuple[str, str, int]]:
+    """The n most frequent mistakes as (true class, predicted class, count), most frequent first."""
+    matrix = np.array(report["confusion_matrix"])
+    np.fill_diagonal(matrix, 0)
+    flat = np.argsort(-matrix, axis=None, kind="stable")[:n]
+    names = report["labels"]
+    pairs = [(names[i], names[j], int(matrix[i, j])) for i, j in zip(*np.unravel_index(flat, matrix.shape),
+                                                                      strict=True)]
+    return [pair for pair in pairs if pair[2] > 0]
+
+
+def format_summary(report: dict, title: str) -> str:
+    """A few lines for many classes: accuracy, macro-F1, the weakest classes, the most frequent confusions."""
+    names = report["labels"]
+    weakest = sorted(names, key=lambda name: (report["per_class"][name]["f1"], name))[:SHOWN]
+    lines = [f"{title}: accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}   "
+             f"({len(names)} classes; every class and the confusion matrix are in report.json)",
+             "  weakest classes (F1): " + ", ".join(f"{name} {report['per_class'][name]['f1']:.3f}"
+                                                      for name in weakest)]
+    confusions = top_confusions(report, SHOWN)
+    if confusions:
+        lines.append("  most frequent confusions (true -> predicted: count): "
+                     + ", ".join(f"{true} -> {pred}: {count}" for true, pred, count in confusions))
     return "\n".join(lines)

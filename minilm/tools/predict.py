@@ -1,28 +1,38 @@
-"""Using a fine-tuned classifier: load it from its dir, and turn texts into class probabilities."""
+"""Using a fine-tuned classifier: load it from its dir, and turn texts into class probabilities.
+
+    python -m minilm.predict --ckpt out/finetune --text "the staff were superb" "never again"
+    python -m minilm.predict --ckpt out/finetune --text-file reviews.txt     # one text a line
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from minilm.checkpoint import load_classifier
-from minilm.common.errors import UserError
-from minilm.common.runtime import autocast
+from minilm.common.errors import UserError, exit_on_user_error
+from minilm.common.flags import add_flags, make_parser, values_for
+from minilm.common.progress import progress
+from minilm.common.runtime import DEVICE_HELP, autocast, resolve_device
 from minilm.model.classifier import MiniLMForSequenceClassification
+from minilm.model.config import option
 from minilm.text.labeled import encode_texts, pad_batch
 from minilm.text.tokenizer import Tokenizer
 
 
 @torch.no_grad()
 def classify(model: MiniLMForSequenceClassification, seqs: list[list[int]], device: torch.device,
-             dtype: torch.dtype, batch_size: int, label_ids: list[int] | None = None
+             dtype: torch.dtype, batch_size: int, label_ids: list[int] | None = None, desc: str = ""
              ) -> tuple[torch.Tensor, float | None]:
-    """Token id sequences -> class probabilities (N, num_labels); with label_ids, also the mean loss."""
+    """Token id sequences -> class probabilities (N, num_labels); with label_ids, also the mean loss.
+    desc: show progress under this name (25,000 test reviews take minutes on a CPU)."""
     model.eval()
     probs, total_loss = [], 0.0
-    for start in range(0, len(seqs), batch_size):
+    for start in progress(range(0, len(seqs), batch_size), desc=desc, unit="batch", enabled=bool(desc),
+                          leave=False):
         ids, mask = pad_batch(seqs[start:start + batch_size], Tokenizer.pad_id)  # (B, T) each
         with autocast(device, dtype):
             logits, _ = model(ids.to(device), mask.to(device))  # (B, num_labels)
@@ -42,14 +52,15 @@ def run_predict(ckpt_dir: str | Path, texts: list[str] | None, text_file: str, m
     if text_file:
         path = Path(text_file)
         if not path.is_file():
-            raise UserError(f"--predict-file {path} does not exist")
+            raise UserError(f"text file {path} does not exist")
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError as err:
-            raise UserError(f"--predict-file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+            raise UserError(f"text file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
         texts += [line.strip() for line in lines if line.strip()]
     if not texts:
-        raise UserError("nothing to classify: --predict needs at least one text, --predict-file a non-empty file")
+        raise UserError("nothing to classify: pass at least one text (--text), or a non-empty file of texts "
+                        "(--text-file)")
     model, tokenizer, labels = load_classifier(ckpt_dir, device)
     context = model.cfg.context_length
     max_length = min(max_length or context, context)
@@ -65,3 +76,28 @@ def run_predict(ckpt_dir: str | Path, texts: list[str] | None, text_file: str, m
         shown = "  ".join(f"{name} {score:.3f}" for name, score in scores.items())
         print(f"{labels.names[best]:<12} [{shown}]  {text}")
     return {"predictions": results}
+
+
+@dataclass
+class PredictConfig:
+    """Everything the predict command can be told (each field is a flag: minilm/common/flags.py)."""
+
+    ckpt: str = option("out/finetune", "fine-tuned checkpoint dir to read (written by fine-tuning)")
+    text: list = option(None, "texts to classify", aliases=("--predict",))
+    text_file: str = option("", "classify each line of this UTF-8 file", aliases=("--predict-file",))
+    max_length: int = option(0, "longest input in tokens, longer texts are truncated (0 = the context length)")
+    device: str = option("auto", DEVICE_HELP)
+
+
+def parse_args(argv: list[str] | None = None) -> PredictConfig:
+    parser = make_parser("predict", "Classify texts with a fine-tuned MiniLM: each text's label and class "
+                                    "probabilities.")
+    add_flags(parser, PredictConfig, "prediction")
+    return PredictConfig(**values_for(parser.parse_args(argv), PredictConfig))
+
+
+@exit_on_user_error
+def cli(argv: list[str] | None = None) -> None:
+    """The entry point; returns None because console scripts exit with what it returns."""
+    args = parse_args(argv)
+    run_predict(args.ckpt, args.text, args.text_file, args.max_length, resolve_device(args.device))

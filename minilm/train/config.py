@@ -10,7 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from minilm.common.errors import UserError
+from minilm.common.runtime import DEVICE_HELP
 from minilm.model.config import PRESETS, ModelConfig, option
+
+DEFAULT_WARMUP = 100  # steps of warmup for a run of 1,000 steps or more
+WARMUP_SHARE = 0.1  # shorter runs warm up for this share of their steps
+
+
+def scaled_warmup(max_steps: int) -> int:
+    """Warmup when the user did not choose one: 100 steps, or 10% of a shorter run (so
+    `--max-steps 6` works); 100 for a run bounded by time only (max_steps 0)."""
+    return min(DEFAULT_WARMUP, int(WARMUP_SHARE * max_steps)) if max_steps > 0 else DEFAULT_WARMUP
 
 
 @dataclass
@@ -19,7 +29,8 @@ class PretrainConfig:
 
     data: str = option("", "pretraining text: a .txt file (one document per line), a folder of .txt "
                            "files, or a .jsonl file with a \"text\" field; empty = the embedded default "
-                           "review corpus, generated in data/reviews on first use")
+                           "review corpus, generated on first use (in data/reviews of a minilm checkout, "
+                           "else in $MINILM_DATA or ~/.cache/minilm)")
     out: str = option("out/pretrain", "output dir: config.json, model.pt, tokenizer.model, metrics.csv, ...")
     preset: str = option("small", "model size: tiny (tests), small (laptop CPU, minutes), medium (long CPU "
                                   "or short GPU run), gpt2-small (GPU)", tuple(PRESETS))
@@ -31,17 +42,22 @@ class PretrainConfig:
                                 "x processes)")
     lr: float = option(3e-3, "peak learning rate (small models tolerate larger rates; GPT-2 small used 6e-4)")
     min_lr: float = option(3e-4, "learning rate at the end of the cosine decay")
-    warmup_steps: int = option(100, "steps of linear warmup from 0 to --lr")
+    warmup_steps: int | None = option(None, "steps of linear warmup from 0 to --lr (default: "
+                                            f"{DEFAULT_WARMUP}, or {WARMUP_SHARE:.0%} of a shorter --max-steps)")
     weight_decay: float = option(0.1, "AdamW decoupled weight decay on weight matrices")
     grad_clip: float = option(1.0, "clip the global gradient norm to this (0 = off)")
-    max_steps: int = option(2000, "total optimizer steps of the run")
-    max_time: float = option(6.0, "stop after this many minutes of training (0 = no limit); the lr schedule "
-                                  "then follows time, so the run still decays to --min-lr")
+    # A step budget, not a time budget, decides the default run: the same steps and the same
+    # result on any machine (bit-identical on a CPU), however busy. ~900 steps of the small
+    # preset take about 6 minutes on a quiet 2-core CPU and are enough for the transfer lesson.
+    max_steps: int = option(900, "total optimizer steps of the run")
+    max_time: float = option(0.0, "also stop after this many minutes of training (0 = no limit); the lr "
+                                  "schedule then follows time when it runs out first, so the run still "
+                                  "decays to --min-lr")
     eval_every: int = option(100, "evaluate validation loss every N steps")
     eval_batches: int = option(20, "fixed validation batches per evaluation")
     save_every: int = option(200, "write trainer_state.pt (for --resume) every N steps")
     num_samples: int = option(3, "texts to generate at the end of the run")
-    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    device: str = option("auto", DEVICE_HELP)
     dtype: str = option("auto", "training precision; auto = bf16 on a recent GPU, fp32 elsewhere",
                         ("auto", "fp32", "bf16", "fp16"))
     compile: bool = option(False, "torch.compile the model (faster on GPUs after a minute of compiling)")
@@ -51,6 +67,8 @@ class PretrainConfig:
     find_lr: bool = option(False, "run a learning-rate range test on a fresh model instead of training: writes "
                                   "only lr_find.csv/.png into --out and prints a suggested --lr")
     find_lr_steps: int = option(100, "steps of the range test (the lr rises from 1e-6 to 1 over them)")
+    tensorboard: bool = option(False, "also log the metrics for TensorBoard into --out/tensorboard "
+                                      "(pip install \"minilm[tensorboard]\")")
     model: dict = field(default_factory=dict)  # ModelConfig fields given as flags; override the preset
 
     def __post_init__(self) -> None:
@@ -63,6 +81,8 @@ class PretrainConfig:
             raise UserError(f"--val-fraction must be between 0 and 0.5, got {self.val_fraction}")
         if self.find_lr_steps < 10:
             raise UserError(f"--find-lr-steps must be at least 10 to draw a curve, got {self.find_lr_steps}")
+        if self.warmup_steps is None:
+            self.warmup_steps = scaled_warmup(self.max_steps)
         self.model_config(self.vocab_size)  # fail now, not after tokenizing, if the model flags clash
 
     def model_config(self, vocab_size: int) -> ModelConfig:
@@ -75,13 +95,18 @@ class FinetuneConfig:
     """Everything train_finetune.py can be told."""
 
     init: str = option("out/pretrain", "checkpoint dir to start from, or 'scratch' for random weights "
-                                       "(the shape and tokenizer then come from --shape-from)")
+                                       "(the shape and tokenizer then come from --shape-from)",
+                       flag="--ckpt", aliases=("--init",))
     shape_from: str = option("out/pretrain", "with --init scratch or --compare-scratch: the checkpoint dir "
                                              "whose architecture and tokenizer the random model copies")
     train: str = option("", "labeled training file (.csv/.tsv with a header, or .jsonl); empty = the "
                             "embedded review data")
     valid: str = option("", "labeled validation file, used to pick the best epoch")
     test: str = option("", "labeled test file, reported once at the end")
+    valid_fraction: float = option(0.0, "without --valid: hold out this share of --train as the validation "
+                                        "set (drawn per label with --seed)")
+    test_fraction: float = option(0.0, "without --test: hold out this share of --train as the test set "
+                                       "(drawn per label with --seed)")
     transfer: str = option("", "an extra labeled test file reported separately; with the embedded data, "
                                "its transfer split")
     text_column: str = option("", "name of the text column (default: 'text', else 'sentence')")
@@ -112,7 +137,7 @@ class FinetuneConfig:
                                           "both side by side")
     predict: list = option(None, "classify these texts with the fine-tuned model in --out, then exit")
     predict_file: str = option("", "classify each line of this file with the model in --out, then exit")
-    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    device: str = option("auto", DEVICE_HELP)
     dtype: str = option("auto", "training precision", ("auto", "fp32", "bf16", "fp16"))
     seed: int = option(1337, "random seed")
     overwrite: bool = option(False, "replace a previous fine-tuning run in --out")
@@ -122,6 +147,8 @@ class FinetuneConfig:
     find_lr: bool = option(False, "run a learning-rate range test on the classifier instead of training: "
                                   "writes only lr_find.csv/.png into --out and prints a suggested --lr")
     find_lr_steps: int = option(100, "steps of the range test (the lr rises from 1e-6 to 1 over them)")
+    tensorboard: bool = option(False, "also log the metrics for TensorBoard into --out/tensorboard "
+                                      "(pip install \"minilm[tensorboard]\")")
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -138,6 +165,9 @@ class FinetuneConfig:
             raise UserError(f"--augment must be in [0, 0.5] (a per-word probability), got {self.augment}")
         if self.find_lr_steps < 10:
             raise UserError(f"--find-lr-steps must be at least 10 to draw a curve, got {self.find_lr_steps}")
+        for name in ("valid_fraction", "test_fraction"):
+            if not 0.0 <= getattr(self, name) < 0.5:
+                raise UserError(f"--{name.replace('_', '-')} must be in [0, 0.5), got {getattr(self, name)}")
         if self.freeze not in ("none", "embeddings", "body") and not self.freeze.isdigit():
             raise UserError(f"--freeze must be 'none', 'embeddings', 'body' or a number of blocks to train, "
                             f"got {self.freeze!r}")

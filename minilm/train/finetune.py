@@ -10,7 +10,6 @@ bought. `find_lr(cfg)` is the learning-rate range test; `--predict` classifies n
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 from collections.abc import Callable
@@ -18,22 +17,23 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from minilm.checkpoint import lm_from_dir, load_checked_tokenizer, load_model_config, read_config
 from minilm.common.errors import UserError, exit_on_user_error
 from minilm.common.files import atomic_write, load_torch, save_csv, save_json, save_torch
-from minilm.common.flags import add_flags, command_line, values_for
-from minilm.common.plots import plot_curves
+from minilm.common.flags import add_flags, command_for, command_line, make_parser, values_for
+from minilm.common.plots import plot_confusion, plot_curves
+from minilm.common.progress import progress
 from minilm.common.run_dir import claim_out_dir
 from minilm.common.runtime import enable_tf32, resolve_device, resolve_dtype, seed_everything
+from minilm.common.tensorboard import TensorBoardLog, summary_writer_class
 from minilm.model.classifier import MiniLMForSequenceClassification, freeze_layers
 from minilm.model.config import ModelConfig
 from minilm.reviews.world import ensure_default_data
 from minilm.text.augment import augment_texts
-from minilm.text.labeled import LabelMap, classification_batches, encode_texts, read_labeled
+from minilm.text.labeled import LabelMap, classification_batches, encode_texts, read_labeled, stratified_holdout
 from minilm.text.tokenizer import Tokenizer
-from minilm.tools.metrics import classification_report, format_report
+from minilm.tools.metrics import COMPACT_ABOVE, classification_report, format_report
 from minilm.tools.predict import classify, run_predict
 from minilm.train import lr_finder
 from minilm.train.config import FinetuneConfig
@@ -59,26 +59,52 @@ def load_splits(cfg: FinetuneConfig, tokenizer: Tokenizer, max_length: int) -> t
         given = [f"--{name}" for name, path in paths.items() if path]
         raise UserError(f"{' and '.join(given)} given without --train: pass --train too, or none of them "
                         f"to use the embedded review data")
+    fractions = {"valid": cfg.valid_fraction, "test": cfg.test_fraction}
     if not cfg.train:
+        if any(fractions.values()):
+            raise UserError("--valid-fraction and --test-fraction split your own --train file; the embedded "
+                            "data has its own valid and test files")
         default = ensure_default_data()
         paths = {name: str(default[name]) for name in paths}
-    missing = [name for name in ("valid", "test") if not paths[name]]
+    for name in ("valid", "test"):
+        if paths[name] and fractions[name]:
+            raise UserError(f"--{name} and --{name}-fraction both given: use the file, or carve the split "
+                            f"out of --train, not both")
+    missing = [name for name in ("valid", "test") if not paths[name] and not fractions[name]]
     if missing:
-        raise UserError(f"--train was given without --{' and --'.join(missing)}: pass all three labeled files")
+        raise UserError(f"--train was given without --{' and --'.join(missing)}: pass the labeled file(s), or "
+                        f"hold out part of --train with --{'-fraction 0.1 and --'.join(missing)}-fraction 0.1")
     raw = {name: read_labeled(path, cfg.text_column or None, cfg.label_column)
            for name, path in paths.items() if path}
+    raw.update(carve_holdouts(raw, fractions, cfg.seed))
     labels = LabelMap.from_labels(raw["train"][1])
     if len(labels) < 2:
         raise UserError(f"{paths['train']} has only one label ({labels.names[0]!r}); a classifier needs at least "
                         f"two (is --label-column {cfg.label_column!r} the right column?)")
     splits, truncated = {}, 0
     for name, (texts, label_strings) in raw.items():
-        seqs, n_cut = encode_texts(tokenizer, texts, max_length)
+        seqs, n_cut = encode_texts(tokenizer, texts, max_length, desc=f"encoding {name}")
         truncated += n_cut
         splits[name] = Split(name, texts, labels.encode(label_strings, name), seqs)
     if truncated:
         print(f"note: {truncated} texts were longer than {max_length} tokens and were truncated (--max-length)")
     return splits, labels
+
+
+def carve_holdouts(raw: dict[str, tuple[list[str], list[str]]], fractions: dict[str, float],
+                   seed: int) -> dict[str, tuple[list[str], list[str]]]:
+    """--valid-fraction / --test-fraction: hold those shares of train out, label by label (test first,
+    then valid from what is left). Changes raw["train"]; returns the carved splits."""
+    carved = {}
+    for offset, name in enumerate(("test", "valid")):
+        if not fractions[name]:
+            continue
+        texts, labels = raw["train"]
+        kept, held = stratified_holdout(labels, fractions[name], seed + offset)
+        carved[name] = ([texts[i] for i in held], [labels[i] for i in held])
+        raw["train"] = ([texts[i] for i in kept], [labels[i] for i in kept])
+        print(f"{name}: {len(held)} examples held out of the training file (--{name}-fraction {fractions[name]})")
+    return carved
 
 
 def class_weight_tensor(split: Split, num_labels: int, device: torch.device) -> torch.Tensor:
@@ -90,7 +116,8 @@ def class_weight_tensor(split: Split, num_labels: int, device: torch.device) -> 
 def evaluate_split(model, split: Split, labels: LabelMap, device, dtype, batch_size: int
                    ) -> tuple[dict, torch.Tensor]:
     """Loss, accuracy, per-class P/R/F1 and confusion matrix on a split; plus probabilities (N, K)."""
-    probs, loss = classify(model, split.seqs, device, dtype, batch_size, label_ids=split.label_ids)
+    probs, loss = classify(model, split.seqs, device, dtype, batch_size, label_ids=split.label_ids,
+                           desc=f"evaluating {split.name}")
     report = classification_report(split.label_ids, probs.argmax(dim=-1).tolist(), labels.names)
     report["loss"] = loss
     return report, probs
@@ -153,13 +180,18 @@ def train_classifier(cfg: FinetuneConfig, init: str, splits: dict[str, Split], l
     """Fine-tune from `init` (a dir or "scratch"); keep the best valid epoch in out/model.pt and return it."""
     model, trainer, loss_fn = prepare_training(cfg, init, splits["train"], len(labels), device, dtype)
     state = EpochState()
-    bar = tqdm(total=trainer.settings.max_steps, unit="step", desc=f"fine-tuning ({init})", dynamic_ncols=True)
+    tensorboard = TensorBoardLog(cfg.tensorboard, out / "tensorboard")
+    bar = progress(total=trainer.settings.max_steps, unit="step", desc=f"fine-tuning ({init})")
     for epoch in range(1, cfg.epochs + 1):
         losses = train_epoch(cfg, trainer, loss_fn, splits["train"], tokenizer, epoch, bar, out)
         end_epoch(cfg, model, trainer, splits["valid"], labels, state, epoch, sum(losses) / len(losses), out, bar)
+        tensorboard.log(state.rows[-1], trainer.step_count)
         if trainer.done or (cfg.patience and state.stale >= cfg.patience):
             break
+    bar.total = trainer.step_count  # early stopping ends the run before its planned steps: 100% all the same
+    bar.refresh()
     bar.close()
+    tensorboard.close()
     model.load_state_dict(load_torch(out / "model.pt"))  # the best epoch, not the last
     return model
 
@@ -220,6 +252,9 @@ def report_splits(model, splits, labels, device, dtype, cfg, out: Path, title: s
             reports[name], probs = evaluate_split(model, splits[name], labels, device, dtype, cfg.batch_size)
             if name == "test":
                 write_predictions(splits[name], probs, labels, out)
+            if len(labels) > COMPACT_ABOVE:  # too many classes to read as text: the matrix as a picture
+                plot_confusion(reports[name]["confusion_matrix"], labels.names, out / f"confusion_{name}.png",
+                               f"{title}: {name}")
     for name in ("test", "transfer"):
         if name in reports:
             print(format_report(reports[name], f"{title}: {name}"))
@@ -243,8 +278,8 @@ def open_source(cfg: FinetuneConfig) -> tuple[dict, Tokenizer]:
     """The config.json and tokenizer of the dir the classifier starts from (or copies its shape from)."""
     source = cfg.shape_from if cfg.init == "scratch" else cfg.init
     if not Path(source).is_dir():
-        raise UserError(f"{source} does not exist: make a pretrained model first with `python train_pretrain.py`"
-                        f" (or pass --init DIR, or --init scratch --shape-from DIR)")
+        raise UserError(f"{source} does not exist: make a pretrained model first with `{command_for('pretrain')}`"
+                        f" (or pass --ckpt DIR, or --ckpt scratch --shape-from DIR)")
     source_config = read_config(source)
     return source_config, load_checked_tokenizer(Path(source), source_config)
 
@@ -276,9 +311,11 @@ def run(cfg: FinetuneConfig) -> FinetuneReport:
     """Fine-tune as `cfg` says, report on the held-out splits; return the report (also saved)."""
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
+    if cfg.tensorboard:
+        summary_writer_class()  # a missing package is an error now, before any work
     out = Path(cfg.out)
     source_config, tokenizer, splits, labels = prepare_data(cfg)
-    claim_out_dir(out, resume=False, overwrite=cfg.overwrite, job="fine-tuning")
+    claim_out_dir(out, resume=False, overwrite=cfg.overwrite, job="fine-tuning", resumable=False)
     enable_tf32()
     save_run_files(cfg, out, source_config, tokenizer, labels)
 
@@ -294,7 +331,9 @@ def run(cfg: FinetuneConfig) -> FinetuneReport:
         print(format_comparison(report.splits, report.scratch))
     save_json(report.to_json(), out / "report.json")
     print(f"saved to {out}/: model.pt, config.json, tokenizer.model, labels.json, metrics.csv, report.json, "
-          f"predictions.tsv")
+          f"predictions.tsv" + (", loss.png" if (out / "loss.png").exists() else ""))
+    print(f"next: classify new text: {command_for('predict')} --ckpt {out} --text \"your text here\"   "
+          f"(or --text-file FILE, one text a line)")
     return report
 
 
@@ -327,9 +366,8 @@ def format_comparison(pretrained: dict, scratch: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
-    parser = argparse.ArgumentParser(prog="train_finetune.py",
-                                     description="Fine-tune a pretrained MiniLM as a text classifier; "
-                                                 "evaluate it; or classify new text with --predict.")
+    parser = make_parser("finetune", "Fine-tune a pretrained MiniLM as a text classifier; evaluate it; or "
+                                     "classify new text with --predict (the same as the predict command).")
     add_flags(parser, FinetuneConfig, "fine-tuning job")
     return FinetuneConfig(**values_for(parser.parse_args(argv), FinetuneConfig))
 

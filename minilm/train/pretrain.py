@@ -8,23 +8,22 @@ learning-rate range test; `cli()` parses the flags and picks one of the two.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from minilm.checkpoint import read_config
 from minilm.common.errors import UserError, exit_on_user_error
 from minilm.common.files import atomic_write, load_torch, save_csv, save_json, save_torch
-from minilm.common.flags import add_flags, command_line, values_for
+from minilm.common.flags import add_flags, command_for, command_line, flag_name, make_parser, parse_given, values_for
 from minilm.common.plots import plot_curves
+from minilm.common.progress import progress
 from minilm.common.run_dir import claim_out_dir
 from minilm.common.runtime import (
     Distributed,
@@ -36,6 +35,7 @@ from minilm.common.runtime import (
     seed_everything,
     set_rng_state,
 )
+from minilm.common.tensorboard import TensorBoardLog, summary_writer_class
 from minilm.model.config import ModelConfig
 from minilm.model.gpt import MiniLM
 from minilm.reviews.world import ensure_default_data
@@ -138,7 +138,9 @@ def prepare_tokens(cfg: PretrainConfig, out: Path, ddp: Distributed, resume: boo
     tok_path = out / "tokenizer.model"
     if ddp.is_main and not resume:
         print(f"training a {cfg.tokenizer_type} tokenizer with {cfg.vocab_size} pieces on {data_path}")
+        started = time.perf_counter()
         Tokenizer.train(data_path, tok_path, cfg.vocab_size, cfg.tokenizer_type)
+        print(f"tokenizer trained in {time.perf_counter() - started:.0f} s")
     if ddp.is_main:
         cache = build_token_cache(data_path, Tokenizer.load(tok_path), out / "tokens", cfg.val_fraction)
     ddp.barrier()
@@ -155,7 +157,8 @@ RESUME_MUST_MATCH = ("data", "vocab_size", "tokenizer_type", "val_fraction", "ba
 
 
 def check_resume(cfg: PretrainConfig, out: Path, model_cfg: ModelConfig) -> None:
-    """--resume continues the saved run only if the flags describe the same run."""
+    """--resume continues the saved run only if the config describes the same run (the command
+    line already starts from the saved config: see resumed_config)."""
     saved = read_config(out)
     saved_job = {k: saved.get("job", {}).get(k) for k in RESUME_MUST_MATCH}
     wanted_job = {k: getattr(cfg, k) for k in RESUME_MUST_MATCH}
@@ -165,7 +168,7 @@ def check_resume(cfg: PretrainConfig, out: Path, model_cfg: ModelConfig) -> None
     if differ:
         listed = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in differ.items())
         raise UserError(f"--resume: the flags describe a different run than {out} holds ({listed}); "
-                        f"resume with the original command")
+                        f"resume with only --resume --out {out} (and --max-steps, --max-time, ... to extend it)")
 
 
 def run(cfg: PretrainConfig) -> PretrainReport | None:
@@ -176,6 +179,8 @@ def run(cfg: PretrainConfig) -> PretrainReport | None:
     ddp, device = init_distributed(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     settings = optim_settings(cfg)
+    if cfg.tensorboard:
+        summary_writer_class()  # a missing package is an error now, before any work
     out = Path(cfg.out)
     if ddp.is_main:
         claim_out_dir(out, cfg.resume, cfg.overwrite, "pretraining")
@@ -192,6 +197,7 @@ def run(cfg: PretrainConfig) -> PretrainReport | None:
                         unigram_cross_entropy(cache.train, cache.val, tokenizer.vocab_size),
                         bytes_per_token(cache.val, tokenizer))
     trainer = Trainer(model, settings, device, dtype, distributed=ddp.enabled, compile=cfg.compile)
+    tensorboard = TensorBoardLog(cfg.tensorboard and ddp.is_main, out / "tensorboard")
     state = restore(out, model, trainer, batcher) if cfg.resume else RunState()
     if ddp.is_main:
         if not cfg.resume:
@@ -199,26 +205,72 @@ def run(cfg: PretrainConfig) -> PretrainReport | None:
         describe_start(cfg, ddp, cache, model, val, trainer, state)
 
     tokens_per_step = cfg.batch_size * cfg.grad_accum * ddp.world_size * T
-    bar = tqdm(total=cfg.max_steps or None, initial=trainer.step_count, disable=not ddp.is_main,
-               unit="step", dynamic_ncols=True)
+    bar = progress(total=planned_steps(trainer), initial=trainer.step_count, unit="step", desc="pretraining",
+                   enabled=ddp.is_main)
     started = time.perf_counter()
+    clock = StepClock(trainer)
     while not trainer.done:
         loss = train_step(trainer, batcher, cfg.grad_accum, device, state, out)
         tok_s = tokens_per_step * trainer.step_count / max(trainer.elapsed, 1e-9)
+        bar.total = planned_steps(trainer)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{trainer.lr:.2e}", tok_s=f"{tok_s:,.0f}")
+        clock.announce_eta(bar)
         if ddp.is_main:
-            evaluate_and_save(cfg, out, model, trainer, batcher, val, state, tokens_per_step, tok_s, bar)
+            evaluate_and_save(cfg, out, model, trainer, batcher, val, state, tokens_per_step, tok_s, bar, tensorboard)
         elif trainer.step_count % cfg.eval_every == 0 or trainer.done:
             val_loss(model, val.batches, device, dtype)  # every rank runs the model the same number of times
+    bar.refresh()
     bar.close()
+    tensorboard.close()
 
     report = None
     if ddp.is_main:
         report = final_report(cfg, out, model, tokenizer, state, val, trainer, tokens_per_step,
                               time.perf_counter() - started, device)
+        print(f"next: fine-tune it as a classifier: {command_for('finetune')} --ckpt {out}   "
+              f"(or sample from it: {command_for('generate')} --ckpt {out})")
     ddp.close()
     return report
+
+
+def planned_steps(trainer: Trainer) -> int | None:
+    """The run's length in steps for the progress bar: --max-steps, or, when --max-time will run out
+    first, the steps the clock allows at the pace so far; at the end exactly the steps taken, so a
+    finished run's bar reads 100% whichever budget ended it."""
+    s = trainer.settings
+    if trainer.done:
+        return trainer.step_count
+    if not s.max_time or not trainer.progress:
+        return s.max_steps or None
+    return max(trainer.step_count, round(trainer.step_count / trainer.progress))
+
+
+class StepClock:
+    """Measures the time per step over the first steps of this session, then says once how long
+    the rest of the run will take (evaluations add a little)."""
+
+    WARM_STEPS = 2  # the first steps are slow (allocations, kernel choices): not timed
+    TIMED_STEPS = 8
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.first_step = trainer.step_count
+        self.started_at: float | None = None  # trainer.elapsed once warm
+
+    def announce_eta(self, bar) -> None:
+        t = self.trainer
+        taken = t.step_count - self.first_step
+        if taken == self.WARM_STEPS:
+            self.started_at = t.elapsed
+        if taken != self.WARM_STEPS + self.TIMED_STEPS or t.done:
+            return
+        per_step = (t.elapsed - self.started_at) / self.TIMED_STEPS
+        remaining = (planned_steps(t) or t.step_count) - t.step_count
+        seconds = remaining * per_step
+        left = f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+        bar.write(f"eta: {per_step:.2f} s/step measured, so the remaining {remaining:,} steps take about "
+                  f"{left} of training (plus evaluations)")
 
 
 def train_step(trainer: Trainer, batcher: LMBatcher, grad_accum: int, device: torch.device, state: RunState,
@@ -237,7 +289,8 @@ def train_step(trainer: Trainer, batcher: LMBatcher, grad_accum: int, device: to
 
 
 def evaluate_and_save(cfg: PretrainConfig, out: Path, model: MiniLM, trainer: Trainer, batcher: LMBatcher,
-                      val: ValidationSet, state: RunState, tokens_per_step: int, tok_s: float, bar) -> None:
+                      val: ValidationSet, state: RunState, tokens_per_step: int, tok_s: float, bar,
+                      tensorboard: TensorBoardLog) -> None:
     """Every --eval-every steps: validation loss, a metrics row, model.pt if it is the best so far.
     Every --save-every steps, at the end and with every new best: trainer_state.pt (for --resume),
     so the resumable state never lags behind model.pt."""
@@ -250,6 +303,7 @@ def evaluate_and_save(cfg: PretrainConfig, out: Path, model: MiniLM, trainer: Tr
                "val_ppl": perplexity(loss), "val_bpb": loss / math.log(2) / val.bytes_per_token,
                "elapsed_s": trainer.elapsed, "tokens_per_s": tok_s}
         state.rows.append(row)
+        tensorboard.log(row, step)
         state.loss_sum, state.loss_steps = 0.0, 0
         bar.write(f"step {step:5d} | train loss {row['train_loss']:.3f} | val loss {loss:.3f} | "
                   f"val ppl {row['val_ppl']:.1f} | val bpb {row['val_bpb']:.3f}")
@@ -359,14 +413,49 @@ def find_lr(cfg: PretrainConfig) -> lr_finder.LRFinding:
                                  Path(cfg.out))
 
 
+# What --resume lets a user change: how long the run goes on, how often it reports and saves,
+# where it runs. Everything else decides what the resumed steps compute, so it comes from the
+# run's config.json, and a different value on the command line is refused.
+RESUME_MAY_CHANGE = ("out", "resume", "overwrite", "max_steps", "max_time", "eval_every", "save_every",
+                     "num_samples", "device", "compile", "tensorboard")
+
+
+def resumed_config(args, given: set[str]) -> PretrainConfig:
+    """--resume: the run's own settings from its config.json, with the flags that may change."""
+    out = Path(args.out)
+    if not (out / "config.json").is_file() or not (out / "trainer_state.pt").is_file():
+        raise UserError(f"nothing to resume in {out} (no config.json and trainer_state.pt); drop --resume to "
+                        f"start a new run, or pass the --out of the run to continue")
+    saved = read_config(out)
+    if saved.get("kind") != "pretrain":
+        raise UserError(f"{out} holds a {saved.get('kind', 'unknown')} run, not a pretraining run: nothing to resume")
+    names = {f.name for f in fields(PretrainConfig)}
+    job = {k: v for k, v in saved.get("job", {}).items() if k in names}
+    defaults = PretrainConfig.__dataclass_fields__
+    clashes = [(name, getattr(args, name), job.get(name, defaults[name].default))
+               for name in sorted(given & names - set(RESUME_MAY_CHANGE))
+               if getattr(args, name) != job.get(name, defaults[name].default)]
+    clashes += [(name, getattr(args, name), saved["model"].get(name))
+                for name in sorted(given & {f.name for f in fields(ModelConfig)})
+                if getattr(args, name) != saved["model"].get(name)]
+    if clashes:
+        listed = ", ".join(f"{flag_name(name)} {new} (the run has {old})" for name, new, old in clashes)
+        raise UserError(f"--resume continues {out} with its own settings, so {listed} cannot change; drop "
+                        f"those flags (only {', '.join(flag_name(n) for n in RESUME_MAY_CHANGE[3:])} may "
+                        f"change), or start a new run with another --out")
+    return PretrainConfig(**{**job, **{name: getattr(args, name) for name in given & set(RESUME_MAY_CHANGE)},
+                             "out": str(out), "resume": True})
+
+
 def parse_args(argv: list[str] | None = None) -> PretrainConfig:
-    parser = argparse.ArgumentParser(
-        prog="train_pretrain.py",
-        description="Pretrain a MiniLM language model on unlabeled text (next-token prediction).")
+    parser = make_parser("pretrain", "Pretrain a MiniLM language model on unlabeled text (next-token "
+                                     "prediction). With --resume, the run's settings come from its config.json.")
     add_flags(parser, PretrainConfig, "pretraining job")
     add_flags(parser, ModelConfig, "model (each overrides the --preset)", skip=("vocab_size",),
               defaults_from_elsewhere=True)
-    args = parser.parse_args(argv)
+    args, given = parse_given(parser, argv)
+    if args.resume:
+        return resumed_config(args, given)
     model_overrides = values_for(args, ModelConfig, skip=("vocab_size",), given_only=True)
     return PretrainConfig(**values_for(args, PretrainConfig, skip=("model",)), model=model_overrides)
 
