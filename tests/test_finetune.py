@@ -83,7 +83,7 @@ def test_freeze_modes_really_freeze(pretrained, freeze, trained_blocks):
 
 
 def test_missing_pretrained_dir_says_which_command_makes_it(splits, tmp_path):
-    with pytest.raises(UserError, match="python train_pretrain.py"):
+    with pytest.raises(UserError, match=r"python -m minilm\.pretrain"):  # spelled as this process was started
         finetune.run(tiny_finetune_config(tmp_path / "missing", tmp_path / "ft", splits))
 
 
@@ -150,7 +150,7 @@ def test_the_cli_turns_bad_input_into_one_line(pretrained, tmp_path, capsys):
         finetune.cli(["--init", str(tmp_path / "missing"), "--out", str(tmp_path / "ft")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "python train_pretrain.py" in err
+    assert len(err.splitlines()) == 1 and "python -m minilm.pretrain" in err
 
 
 def test_many_string_classes_and_auto_class_weights(pretrained, tmp_path):

@@ -83,8 +83,8 @@ def pick(index: int | None, count: int, what: str) -> list[int]:
 class AttentionMapConfig:
     """Everything the attention-map command can be told (each field is a flag: minilm/common/flags.py)."""
 
+    text: str = required("the sentence to look at (a few words read best)")  # required fields come first
     ckpt: str = option("out/pretrain", CKPT_HELP)
-    text: str = required("the sentence to look at (a few words read best)")
     png: str = option("attention.png", "PNG file to write", aliases=("--out",))
     layer: int | None = option(None, "draw only this layer, 0-based (default: all)")
     head: int | None = option(None, "draw only this head, 0-based (default: all)")

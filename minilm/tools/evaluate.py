@@ -150,9 +150,9 @@ def format_results(results: dict) -> str:
 class EvaluateConfig:
     """Everything the evaluate command can be told (each field is a flag: minilm/common/flags.py)."""
 
-    ckpt: str = option("out/pretrain", CKPT_HELP)
     data: str = required("text to score: a .txt file (one document per line), a folder of .txt files, or a "
                          ".jsonl file with a \"text\" field")
+    ckpt: str = option("out/pretrain", CKPT_HELP)
     stride: int | None = option(None, "slide the window by this many tokens, scoring only its last STRIDE tokens: "
                                       "more context per token, context_length/STRIDE times the compute "
                                       "(default: non-overlapping windows)")
