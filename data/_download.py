@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from minilm.common.progress import progress
 
 BANNER = "=" * 78
 
@@ -32,7 +33,12 @@ def download(url: str, dest: Path) -> Path:
     print(f"downloading {url} -> {dest}", file=sys.stderr)
     try:
         with urllib.request.urlopen(url) as response, open(tmp, "wb") as f:
-            shutil.copyfileobj(response, f, length=1 << 20)
+            size = int(response.headers.get("Content-Length") or 0)  # 0: the server did not say
+            bar = progress(total=size / 1e6 or None, desc=f"downloading {dest.name}", unit="MB")
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+                bar.update(len(chunk) / 1e6)
+            bar.close()
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
