@@ -97,7 +97,7 @@ class FinetuneConfig:
     init: str = option("out/pretrain", "checkpoint dir to start from, or 'scratch' for random weights "
                                        "(the shape and tokenizer then come from --shape-from)",
                        flag="--ckpt", aliases=("--init",))
-    shape_from: str = option("out/pretrain", "with --init scratch or --compare-scratch: the checkpoint dir "
+    shape_from: str = option("out/pretrain", "with --ckpt scratch or --compare-scratch: the checkpoint dir "
                                              "whose architecture and tokenizer the random model copies")
     train: str = option("", "labeled training file (.csv/.tsv with a header, or .jsonl); empty = the "
                             "embedded review data")

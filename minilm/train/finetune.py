@@ -124,7 +124,7 @@ def evaluate_split(model, split: Split, labels: LabelMap, device, dtype, batch_s
 
 
 def build_model(cfg: FinetuneConfig, init: str, num_labels: int) -> MiniLMForSequenceClassification:
-    """A classifier from a pretrained dir (a fine-tuned dir's body works too), or random with --init scratch."""
+    """A classifier from a pretrained dir (a fine-tuned dir's body works too), or random with --ckpt scratch."""
     if init == "scratch":
         shape = replace(load_model_config(cfg.shape_from), dropout=cfg.dropout)
         return MiniLMForSequenceClassification(shape, num_labels, cfg.pooling)
@@ -338,7 +338,7 @@ def run(cfg: FinetuneConfig) -> FinetuneReport:
 
 
 def find_lr(cfg: FinetuneConfig) -> lr_finder.LRFinding:
-    """--find-lr: the learning-rate range test (minilm/train/lr_finder.py) on the classifier as --init and
+    """--find-lr: the learning-rate range test (minilm/train/lr_finder.py) on the classifier as --ckpt and
     --freeze make it, with shuffled training batches; writes only out/lr_find.*."""
     device = resolve_device(cfg.device)
     _, _, splits, labels = prepare_data(cfg)
