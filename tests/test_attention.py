@@ -80,3 +80,44 @@ def test_explicit_equals_fused_on_cuda():
     mask[0, 5:] = 0
     explicit, fused = explicit.cuda(), fused.cuda()
     torch.testing.assert_close(explicit(x, padding_mask=mask), fused(x, padding_mask=mask), rtol=1e-4, atol=1e-4)
+
+
+def left_and_right_padded(lengths: list[int], width: int) -> tuple[torch.Tensor, ...]:
+    """The same texts padded on the right and on the left: ids and masks (B, width) of each."""
+    right_ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    left_ids, right_mask, left_mask = right_ids.clone(), right_ids.clone(), right_ids.clone()
+    for row, n in enumerate(lengths):
+        text = torch.randint(4, 97, (n,))
+        right_ids[row, :n], right_mask[row, :n] = text, 1
+        left_ids[row, width - n:], left_mask[row, width - n:] = text, 1
+    return right_ids, right_mask, left_ids, left_mask
+
+
+@pytest.mark.parametrize("pos", POS_ENCODINGS)
+def test_left_and_right_padding_give_the_same_logits_in_both_paths(pos):
+    # Regression: a left-padded query saw no key, so the explicit path returned NaN (spread by
+    # layer 2 to every position) while the fused one returned 0; and positions ignored padding.
+    lengths, width = [9, 4, 12, 1], 12
+    right_ids, right_mask, left_ids, left_mask = left_and_right_padded(lengths, width)
+    hidden = {}
+    for impl in ("explicit", "fused"):
+        torch.manual_seed(0)
+        body = MiniLM(tiny_config(pos_encoding=pos, attn_impl=impl, n_layer=3)).body.eval()
+        hidden[impl, "right"] = body(right_ids, padding_mask=right_mask)
+        hidden[impl, "left"] = body(left_ids, padding_mask=left_mask)
+        assert torch.isfinite(hidden[impl, "left"]).all()
+    for impl in ("explicit", "fused"):
+        for row, n in enumerate(lengths):
+            torch.testing.assert_close(hidden[impl, "left"][row, width - n:], hidden[impl, "right"][row, :n],
+                                       rtol=1e-4, atol=1e-5)
+    for side in ("left", "right"):
+        torch.testing.assert_close(hidden["explicit", side], hidden["fused", side], rtol=1e-4, atol=1e-5)
+
+
+def test_a_fully_masked_query_row_is_finite_in_both_paths():
+    explicit, fused = paired_attention()
+    x = torch.randn(2, 6, 32)
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 1]])
+    a, b = explicit(x, padding_mask=mask), fused(x, padding_mask=mask)
+    assert torch.isfinite(a).all() and torch.isfinite(b).all()
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

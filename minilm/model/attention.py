@@ -76,13 +76,18 @@ def attention_mask_for(T: int, Tk: int, padding_mask: torch.Tensor | None,
 
     The T queries are the last T of the Tk keys (Tk - T of them are cached), so query i sits at
     absolute position Tk - T + i and may see keys 0 .. Tk - T + i.  padding_mask (B, Tk) has 1 for
-    real tokens and 0 for padding; padded keys are hidden from every query.
+    real tokens and 0 for padding; padded keys are hidden from every query, except that every
+    query always sees itself. A padding query before the first real token (left padding) would
+    otherwise see no key at all, and a softmax over nothing is 0/0 = NaN, which the next layer
+    spreads to every position (0 · NaN = NaN). Seeing itself keeps it finite, and the same rule
+    in both paths makes them agree for any mask; real queries never see a padding key either way.
     """
     query_pos = torch.arange(Tk - T, Tk, device=device)[:, None]  # (T, 1)
     key_pos = torch.arange(Tk, device=device)[None, :]  # (1, Tk)
     mask = (key_pos <= query_pos)[None, None]  # (1, 1, T, Tk): lower triangle, the causal rule
     if padding_mask is not None:
-        mask = mask & padding_mask.bool()[:, None, None, :]  # (B, 1, T, Tk)
+        itself = (key_pos == query_pos)[None, None]  # (1, 1, T, Tk): the diagonal
+        mask = mask & (padding_mask.bool()[:, None, None, :] | itself)  # (B, 1, T, Tk)
     return mask
 
 
@@ -102,7 +107,7 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
                 padding_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
-        """rotary: (cos, sin) of this call's positions, each (T, hs), or None.
+        """rotary: (cos, sin) of this call's positions, each (B or 1, T, hs), or None.
         padding_mask: (B, T) 1 = real, 0 = padding, or None (all real). Not combinable with cache.
         cache: the KV cache, when generating (this layer uses its own slot, self.layer_index).
         """

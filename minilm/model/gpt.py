@@ -125,35 +125,47 @@ class TransformerBody(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.final_norm = make_norm(cfg)
 
-    def embed(self, input_ids: torch.Tensor, start: int = 0
+    def embed(self, input_ids: torch.Tensor, start: int = 0, padding_mask: torch.Tensor | None = None
               ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """input_ids (B, T) at positions start.. -> the blocks' input h_0 (B, T, C), and the rotary
-        (cos, sin) each (T, hs) the attention layers need (None for additive positions)."""
+        (cos, sin) each (B|1, T, hs) the attention layers need (None for additive positions).
+        With a padding_mask, positions count real tokens only (see token_positions)."""
         T = input_ids.size(1)
         if start + T > self.cfg.context_length:
             raise ValueError(
                 f"sequence length {start + T} exceeds context_length {self.cfg.context_length}; "
                 f"crop the input to the last {self.cfg.context_length} tokens"
             )
-        positions = torch.arange(start, start + T, device=input_ids.device)  # (T,)
+        positions = token_positions(T, start, padding_mask, input_ids.device)  # (B|1, T)
         x = self.token_embedding(input_ids) * self.embed_scale  # (B, T, C)
         rotary = None
         if self.rotary is not None:
-            rotary = self.rotary(positions)  # (cos, sin), each (T, hs): used inside attention
+            rotary = self.rotary(positions)  # (cos, sin), each (B|1, T, hs): used inside attention
         else:
-            x = x + self.position(positions)  # (B, T, C) + (T, C): added once, at the bottom
+            x = x + self.position(positions)  # (B, T, C) + (B|1, T, C): added once, at the bottom
         return self.embed_dropout(x), rotary
 
     def forward(self, input_ids: torch.Tensor, padding_mask: torch.Tensor | None = None,
                 cache: KVCache | None = None) -> torch.Tensor:
         T = input_ids.size(1)
         start = cache.length if cache is not None else 0  # cached tokens come first
-        x, rotary = self.embed(input_ids, start)  # (B, T, C)
+        x, rotary = self.embed(input_ids, start, padding_mask)  # (B, T, C)
         for block in self.blocks:
             x = block(x, rotary, padding_mask, cache)  # (B, T, C)
         if cache is not None:
             cache.advance(T)
         return self.final_norm(x)  # (B, T, C)
+
+
+def token_positions(T: int, start: int, padding_mask: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    """The position of each token: start, start+1, ... (1, T); with a padding_mask (B, T), the
+    number of real tokens before it (B, T), so a text has the same positions whether it is padded
+    on the left or on the right, and gets the same logits either way. A padding token gets the
+    position the next real token would have; no real token ever reads it."""
+    if padding_mask is None:
+        return torch.arange(start, start + T, device=device)[None]  # (1, T)
+    real = padding_mask.long()  # (B, T), 1 = real token
+    return (real.cumsum(dim=1) - real).clamp(min=0) + start  # (B, T): real tokens so far, before this one
 
 
 def init_weights(module: nn.Module, n_layer: int) -> None:

@@ -8,8 +8,9 @@ output (shuffled the same way). Word order has to be injected. Three classic way
 - rotary, RoPE (Su et al., 2021): no vector is added; instead queries and keys are rotated by an
   angle proportional to their position, so the attention score q·k depends on the *offset* m - n.
 
-Notation: T sequence length, C = d_model, hs = head size (C // n_head), positions (T,) int64.
-The additive encodings return (T, C), broadcast over the batch. Rotary returns (cos, sin).
+Notation: T sequence length, C = d_model, hs = head size (C // n_head), positions (B, T) int64
+(or (1, T) when every row has the same positions). The additive encodings return (B, T, C).
+Rotary returns (cos, sin), each (B, T, hs).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class LearnedPositionalEmbedding(nn.Module):
         self.weight = nn.Embedding(context_length, d_model)
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
-        return self.weight(positions)  # (T,) -> (T, C)
+        return self.weight(positions)  # (B, T) -> (B, T, C)
 
 
 class SinusoidalPositionalEncoding(nn.Module):
@@ -60,7 +61,7 @@ class SinusoidalPositionalEncoding(nn.Module):
         self.register_buffer("table", table, persistent=False)
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
-        return self.table[positions]  # (T,) -> (T, C)
+        return self.table[positions]  # (B, T) -> (B, T, C)
 
 
 class RotaryEmbedding(nn.Module):
@@ -88,11 +89,14 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", angles.sin(), persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cos[positions], self.sin[positions]  # each (T, hs)
+        return self.cos[positions], self.sin[positions]  # each (B, T, hs)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate queries or keys x (B, nh, T, hs) by their positions' angles (cos, sin: (T, hs))."""
+    """Rotate queries or keys x (B, nh, T, hs) by their positions' angles (cos, sin: (B, T, hs),
+    or (T, hs) when every row has the same positions)."""
+    if cos.dim() == 3:
+        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hs): the same angles for every head
     x1, x2 = x.chunk(2, dim=-1)  # each (B, nh, T, hs/2)
     rotated_half = torch.cat([-x2, x1], dim=-1)  # (B, nh, T, hs)
     return (x * cos + rotated_half * sin).type_as(x)
