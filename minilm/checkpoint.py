@@ -19,8 +19,8 @@ import torch
 
 from minilm.common.errors import UserError
 from minilm.common.files import load_torch
-from minilm.model.classifier import MiniLMForSequenceClassification
-from minilm.model.config import ModelConfig
+from minilm.model.classifier import POOLINGS, MiniLMForSequenceClassification
+from minilm.model.config import ConfigError, ModelConfig
 from minilm.model.gpt import MiniLM
 from minilm.text.labeled import LabelMap
 from minilm.text.tokenizer import Tokenizer
@@ -38,12 +38,37 @@ def read_config(ckpt_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{ckpt_dir} is not a minilm checkpoint dir (no config.json in it)")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
+    check_config_sections(config, path)
+    return config
+
+
+# The sections of config.json and what each must be; "model" and "kind" are always there.
+CONFIG_SECTIONS = {"kind": str, "model": dict, "job": dict, "tokenizer": dict, "classifier": dict}
+
+
+def check_config_sections(config: Any, path: Path) -> None:
+    """Refuse a config.json that is not minilm's shape, naming the section (hand edits happen)."""
     if not isinstance(config, dict) or "model" not in config:
         raise UserError(f"{path} has no 'model' section; was it written by minilm?")
-    return config
+    for name, kind in CONFIG_SECTIONS.items():
+        if name in config and not isinstance(config[name], kind):
+            raise UserError(f"{path}: section {name!r} must be a JSON {'object' if kind is dict else 'string'}, "
+                            f"got {type(config[name]).__name__}")
+    try:
+        ModelConfig.from_dict(config["model"])
+    except ConfigError as err:
+        raise UserError(f"{path}: {err}") from None
+    classifier = config.get("classifier")
+    if classifier is not None:
+        if not (isinstance(classifier.get("num_labels"), int) and classifier["num_labels"] >= 2
+                and classifier.get("pooling") in POOLINGS):
+            raise UserError(f"{path}: section 'classifier' needs num_labels (an integer >= 2) and pooling "
+                            f"({' or '.join(POOLINGS)}), got {classifier}")
 
 
 def load_model_config(ckpt_dir: str | Path) -> ModelConfig:
@@ -121,4 +146,8 @@ def load_classifier(ckpt_dir: str | Path, device: torch.device
                                             config["classifier"]["num_labels"], config["classifier"]["pooling"])
     load_weights_into(model, load_state_dict(ckpt_dir), ckpt_dir / "model.pt")
     tokenizer = load_checked_tokenizer(ckpt_dir, config)
-    return model.to(device).eval(), tokenizer, LabelMap.load(ckpt_dir / "labels.json")
+    labels = LabelMap.load(ckpt_dir / "labels.json")
+    if len(labels) != model.num_labels:
+        raise UserError(f"{ckpt_dir / 'labels.json'} names {len(labels)} labels but the classifier has "
+                        f"{model.num_labels} (config.json): put back the labels.json written with this model")
+    return model.to(device).eval(), tokenizer, labels

@@ -22,17 +22,42 @@ from minilm.common.errors import UserError
 
 
 def atomic_write(path: str | Path, write_fn: Callable[[str], object]) -> None:
-    """Call write_fn(tmp_path), then atomically move tmp_path to path."""
+    """Call write_fn(tmp_path), then atomically move tmp_path to path.
+
+    The file gets the mode any new file would (0666 minus the umask), not mkstemp's private 0600.
+    A write that fails (disk full, no permission; torch.save reports a full disk as a
+    RuntimeError) becomes one UserError line, the temporary file is removed and the old file at
+    `path`, if any, is untouched.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
     os.close(fd)
     try:
         write_fn(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        Path(tmp).unlink(missing_ok=True)
+        reason = getattr(err, "strerror", None) or (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"disk full or not writable: {path} ({reason}); "
+                        f"the previous {path.name}, if there was one, is unchanged") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+TMP_SUFFIX = ".tmp"  # atomic_write's temporaries are named .NAME.<random>.tmp next to NAME
+
+
+def current_umask() -> int:
+    """The process's umask (os.umask can only be read by setting it, so set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -67,6 +92,8 @@ def load_torch(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty (0 bytes): it was not saved completely; use another checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import types
 import typing
 from pathlib import Path
 from typing import Any
+
+from minilm.common.errors import UserError
 
 JOB_SCRIPTS = ("pretrain", "finetune")  # the commands that also exist as train_<job>.py
 
@@ -103,6 +106,16 @@ def command_for(command: str) -> str:
 
 def make_parser(command: str, description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog=program_name(command), description=description)
+
+
+def check_numbers(config: Any) -> None:
+    """Refuse a NaN or infinite value in any float field of a config dataclass: argparse reads
+    "nan" and "inf" as floats, and no comparison catches NaN (`nan <= 0` is False), so a
+    `--lr nan` would reach the optimizer and a `--max-time nan` would never end."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if _base_type(f.type) is float and isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{flag_name(f.name)} must be a finite number, got {value}")
 
 
 def values_for(args: argparse.Namespace, cls: type, skip: tuple[str, ...] = (),

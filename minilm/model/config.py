@@ -7,7 +7,8 @@ command-line flags, so `--help` and this file can never disagree. Validation hap
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
@@ -81,7 +82,7 @@ class ModelConfig:
             raise ConfigError(f"rope needs an even head size; d_model/n_head = {self.head_size}")
         if self.pos_encoding == "sinusoidal" and self.d_model % 2:
             raise ConfigError(f"sinusoidal positions need an even d_model, got {self.d_model}")
-        if self.rope_base <= 0:
+        if not (self.rope_base > 0 and math.isfinite(self.rope_base)):
             raise ConfigError(f"rope_base must be positive, got {self.rope_base}")
         if self.d_ff < 0:
             raise ConfigError(f"d_ff must be >= 0 (0 = automatic), got {self.d_ff}")
@@ -97,12 +98,31 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        """Build from a saved dict, refusing unknown keys (a typo must not pass silently)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        """Build from a saved dict (config.json's "model" section), refusing unknown or missing keys
+        and values of the wrong type ("dropout": "0.1"): a typo must not pass silently."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"the model settings must be a JSON object, got {type(values).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
         if unknown:
             raise ConfigError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
+        missing = sorted(name for name, f in known.items() if f.default is MISSING and name not in values)
+        if missing:
+            raise ConfigError(f"model config is missing {missing}")
+        for name, value in values.items():
+            check_type(name, value, known[name].type)
         return cls(**values)
+
+
+def check_type(name: str, value: Any, annotation: str) -> None:
+    """Refuse a value whose JSON type does not fit the field (an int is a fine float; a bool is no int)."""
+    kind = {"int": int, "float": float, "str": str, "bool": bool}[annotation]  # a string: see the __future__ import
+    fits = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float:
+        fits = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not fits:
+        wanted = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}[kind]
+        raise ConfigError(f"model setting {name} must be {wanted}, got {value!r}")
 
 
 def default_d_ff(d_model: int, activation: str) -> int:

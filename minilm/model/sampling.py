@@ -43,7 +43,8 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int
     if top_k is not None:
         kth_best = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth_best, float("-inf"))
-    if top_p is not None:
+    if top_p is not None and top_p < 1.0:  # p = 1 keeps every token: skip the float cumsum, which
+        # rounds the tail of a large vocabulary's mass to >= 1 and would drop those tokens
         sorted_logits, order = torch.sort(logits, descending=True)  # (B, V) each
         sorted_probs = torch.softmax(sorted_logits, dim=-1)
         # Probability mass of the tokens strictly before each one; a token stays while the mass

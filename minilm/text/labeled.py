@@ -5,17 +5,20 @@
     texts --------encode_texts----> [bos] ids [eos], cut to max_length
     batches ------pad_batch-------> input_ids (B, T) and attention_mask (B, T), padded on the right
 
-Files: .csv (standard quoting), .tsv (tab-separated, no quoting: a '"' is just a character, so
-texts must not contain tabs or newlines) and .jsonl (one object a line). All need a label column
+Files: .csv (standard quoting), .tsv (tab-separated; a '"' is just a character, unless the file
+quotes fields CSV-style as pandas and spreadsheets do, which is detected) and .jsonl (one object
+a line). All need a label column
 and a text column; the first line of .csv/.tsv is the header.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import random
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,8 +48,10 @@ def read_labeled(
     Every problem a user can fix raises UserError naming the file and, where it helps, the line.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"labeled file {path} not found: check the path")
+    if not path.is_file():
+        raise UserError(f"labeled file {path} is not a regular file: pass a .csv, .tsv or .jsonl file")
     readers = {".csv": _read_delimited, ".tsv": _read_delimited, ".jsonl": _read_jsonl}
     if path.suffix not in readers:
         raise UserError(f"{path}: unknown file type {path.suffix!r}: use .csv, .tsv or .jsonl")
@@ -54,6 +59,10 @@ def read_labeled(
         rows = list(readers[path.suffix](path))  # (line number, {column: value}) per record
     except UnicodeDecodeError:
         raise UserError(f"{path} is not valid UTF-8 text: save it as UTF-8") from None
+    except OSError as err:
+        raise UserError(f"cannot read labeled file {path}: {err.strerror}") from None
+    except csv.Error as err:
+        raise UserError(f"{path}: not a readable {path.suffix[1:].upper()} file ({err})") from None
     if not rows:
         raise UserError(f"{path} has no data rows: it needs a header line and one row per example")
 
@@ -77,31 +86,64 @@ def read_labeled(
                 raise UserError(f"{path}:{lineno}: empty or missing {name!r}: every row needs both fields")
         if isinstance(label, bool) or not isinstance(label, str | int):
             raise UserError(f"{path}:{lineno}: label {label!r} must be a string or an integer")
-        texts.append(str(text))
+        if not isinstance(text, str):
+            raise UserError(f"{path}:{lineno}: {text_column!r} must be a string, got a {type(text).__name__}")
+        texts.append(text)
         labels.append(str(label).strip())
     return texts, labels
 
 
+# A field may be as long as a text can be: the csv module's default limit (128 KiB) would refuse
+# a long document that the same file as .jsonl reads fine.
+csv.field_size_limit(2**31 - 1)
+
+# A TSV field quoted CSV-style, as pandas and spreadsheets write one that holds a tab, a newline
+# or a quote: "..." with every inner quote doubled, alone between tabs or line ends.
+CSV_QUOTED_FIELD = re.compile(r'(?:^|(?<=\t))"((?:[^"]|"")*)"(?=\t|\r?\n|$)', re.MULTILINE)
+
+
+def tsv_uses_csv_quoting(text: str) -> bool:
+    """Does this TSV quote fields CSV-style? Only if some quoted field needed it (it holds a doubled
+    quote, a tab or a newline) and the whole file parses under strict CSV rules; a TSV whose texts
+    merely contain quote characters (IMDB's, GLUE's) is read as written, quotes and all."""
+    needed = any(('""' in m.group(1)) or ("\t" in m.group(1)) or ("\n" in m.group(1))
+                 for m in CSV_QUOTED_FIELD.finditer(text))
+    if not needed:
+        return False
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), delimiter="\t", strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
+
+
 def _read_delimited(path: Path) -> Iterator[tuple[int, dict]]:
-    """CSV (quoted fields allowed) or TSV (no quoting): header line, then one row a line."""
+    """CSV (quoted fields allowed) or TSV (tab-separated; CSV-style quoting if the file uses it):
+    header line, then one row a line."""
     # utf-8-sig drops the byte-order mark that spreadsheet programs put before the header.
     with open(path, encoding="utf-8-sig", newline="") as f:
-        if path.suffix == ".tsv":
-            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        else:
-            reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            return
-        for row in reader:
-            if not row:  # a blank line
-                continue
-            if len(row) != len(header):
-                raise UserError(
-                    f"{path}:{reader.line_num}: {len(row)} fields, but the header has {len(header)} "
-                    f"({', '.join(header)}): fix the row (a stray tab or an unclosed quote?)"
-                )
-            yield reader.line_num, dict(zip(header, row, strict=True))
+        text = f.read()
+    if path.suffix == ".tsv" and not tsv_uses_csv_quoting(text):
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if path.suffix == ".tsv" else ",")
+    header = next(reader, None)
+    if header is None:
+        return
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise UserError(f"{path}: the header names column(s) {repeated} more than once: rename them, so it "
+                        f"is clear which one to read")
+    for row in reader:
+        if not row:  # a blank line
+            continue
+        if len(row) != len(header):
+            raise UserError(
+                f"{path}:{reader.line_num}: {len(row)} fields, but the header has {len(header)} "
+                f"({', '.join(header)}): fix the row (a stray tab or an unclosed quote?)"
+            )
+        yield reader.line_num, dict(zip(header, row, strict=True))
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
@@ -165,10 +207,11 @@ class LabelMap:
 
     @classmethod
     def from_labels(cls, labels: Sequence[str]) -> LabelMap:
-        """Distinct labels in sorted order; numerically if all are integers ("2" before "10")."""
+        """Distinct labels in sorted order; numerically if all are integers ("2" before "10"), ties
+        like "1" and "01" by their text, so the order never depends on Python's hash seed."""
         distinct = set(labels)
         if all(_is_int(label) for label in distinct):
-            return cls(sorted(distinct, key=int))
+            return cls(sorted(distinct, key=lambda label: (int(label), label)))
         return cls(sorted(distinct))
 
     def __len__(self) -> int:
@@ -199,8 +242,11 @@ class LabelMap:
             raise UserError(f"label file {path} not found: it is written next to a fine-tuned model")
         try:
             names = json.loads(path.read_text(encoding="utf-8"))["labels"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise UserError(f'{path} is not a labels file: expected {{"labels": [...]}}') from None
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+            names = None
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names) \
+                or len(set(names)) != len(names):
+            raise UserError(f'{path} is not a labels file: expected {{"labels": [distinct strings]}}')
         return cls(names)
 
 

@@ -128,7 +128,13 @@ class Tokenizer:
         if not path.is_file():
             raise UserError(f"tokenizer file {path} not found: train one first or pass the right path")
         try:
-            return cls(path.read_bytes())
+            model_bytes = path.read_bytes()
+        except OSError as err:
+            raise UserError(f"cannot read {path}: {err.strerror}") from None
+        if not model_bytes:
+            raise UserError(f"{path} is empty (0 bytes): it is not a tokenizer; copy the run's tokenizer.model back")
+        try:
+            return cls(model_bytes)
         except RuntimeError:
             raise UserError(f"{path} is not a SentencePiece model file: pass a tokenizer.model") from None
 

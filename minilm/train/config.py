@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 from minilm.common.errors import UserError
 from minilm.common.runtime import DEVICE_HELP
+from minilm.common.flags import check_numbers
 from minilm.model.config import PRESETS, ModelConfig, option
+from minilm.train.trainer import OptimSettings, check_settings
 
 DEFAULT_WARMUP = 100  # steps of warmup for a run of 1,000 steps or more
 WARMUP_SHARE = 0.1  # shorter runs warm up for this share of their steps
@@ -72,11 +74,15 @@ class PretrainConfig:
     model: dict = field(default_factory=dict)  # ModelConfig fields given as flags; override the preset
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         if self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         for name in ("batch_size", "eval_every", "eval_batches", "save_every", "vocab_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("num_samples", "seed", "max_steps", "warmup_steps", "find_lr_steps"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} cannot be negative, got {getattr(self, name)}")
         if not 0.0 < self.val_fraction < 0.5:
             raise UserError(f"--val-fraction must be between 0 and 0.5, got {self.val_fraction}")
         if self.find_lr_steps < 10:
@@ -151,10 +157,11 @@ class FinetuneConfig:
                                       "(pip install \"minilm[tensorboard]\")")
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         for name in ("epochs", "batch_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("max_steps", "patience", "max_length", "warmup_steps"):
+        for name in ("max_steps", "patience", "max_length", "warmup_steps", "seed"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} cannot be negative, got {getattr(self, name)}")
         if self.head_lr < 0 or self.lm_loss_weight < 0:
@@ -171,3 +178,6 @@ class FinetuneConfig:
         if self.freeze not in ("none", "embeddings", "body") and not self.freeze.isdigit():
             raise UserError(f"--freeze must be 'none', 'embeddings', 'body' or a number of blocks to train, "
                             f"got {self.freeze!r}")
+        # The optimizer settings a run will use, checked now rather than after the data is read
+        # (the step count is not known yet; 1 stands in for it).
+        check_settings(OptimSettings(self.lr, self.min_lr, 0, 1, 0.0, self.weight_decay, self.grad_clip))
