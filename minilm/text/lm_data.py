@@ -27,7 +27,7 @@ from minilm.common.progress import progress
 from minilm.text.corpus import iter_documents, source_stamp
 from minilm.text.tokenizer import Tokenizer
 
-CACHE_FORMAT = 1  # bump when the layout of the cache files changes
+CACHE_FORMAT = 2  # bump when the layout of the cache files changes
 SPLITS = ("train", "val")
 ENCODE_CHUNK = 1024  # documents per encode_batch call: big enough for threads, small in memory
 
@@ -66,7 +66,7 @@ def build_token_cache(
         train.bin   train token ids, raw little-endian uint16 (uint32 if vocab_size > 65536)
         val.bin     validation token ids, same dtype
         meta.json   format, tokenizer fingerprint, dtype, val_fraction, source stamp,
-                    token and document counts
+                    token, document and UTF-8 byte counts of each split
     Reused when meta.json matches the corpus stamp, the tokenizer fingerprint and val_fraction.
     meta.json is deleted first and written last, so an interrupted build is never mistaken for a
     finished one. With several processes (DDP), build on rank 0, then barrier, then call again.
@@ -91,7 +91,8 @@ def build_token_cache(
     cache_dir.mkdir(parents=True, exist_ok=True)
     meta_path.unlink(missing_ok=True)
     tmp = {split: cache_dir / f"{split}.bin.tmp{os.getpid()}" for split in SPLITS}
-    counts = {"train_tokens": 0, "val_tokens": 0, "train_documents": 0, "val_documents": 0}
+    counts = {"train_tokens": 0, "val_tokens": 0, "train_documents": 0, "val_documents": 0,
+              "train_bytes": 0, "val_bytes": 0}
     try:
         with open(tmp["train"], "wb") as train_f, open(tmp["val"], "wb") as val_f:
             out = {"train": train_f, "val": val_f}
@@ -102,6 +103,9 @@ def build_token_cache(
                     out[split].write(np.asarray(ids, dtype=dtype).tobytes())
                     counts[f"{split}_tokens"] += len(ids)
                     counts[f"{split}_documents"] += 1
+                    # The text's UTF-8 bytes + 1 for the newline that ended it (eos stands for it):
+                    # what bits per byte divides by.
+                    counts[f"{split}_bytes"] += len(chunk[offset].encode("utf-8")) + 1
         if counts["train_documents"] == 0:
             raise UserError(
                 f"corpus {data_path} has only {counts['val_documents']} document(s), all needed for "

@@ -75,11 +75,12 @@ class Tokenizer:
     def train(
         cls,
         texts_or_files: PathLike | Sequence[PathLike],
-        model_path: PathLike,
+        model_path: PathLike | None,
         vocab_size: int,
         model_type: str = "bpe",
     ) -> Tokenizer:
-        """Train on one corpus path or a list of them and write `model_path` atomically.
+        """Train on one corpus path or a list of them and write `model_path` atomically (None: keep
+        it in memory only; `save` writes it later).
 
         Each path is anything `minilm.text.corpus.iter_documents` reads (a .txt file, a folder of
         .txt files, a .jsonl file). Corpora above TRAIN_CHAR_BUDGET characters are sampled by
@@ -118,7 +119,8 @@ class Tokenizer:
         except RuntimeError as err:
             raise _training_error(err, vocab_size) from None
         tokenizer = cls(model_writer.getvalue())
-        tokenizer.save(model_path)
+        if model_path is not None:
+            tokenizer.save(model_path)
         return tokenizer
 
     @classmethod

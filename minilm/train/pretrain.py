@@ -15,16 +15,15 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from minilm.checkpoint import read_config
 from minilm.common.errors import UserError, exit_on_user_error
-from minilm.common.files import atomic_write, load_torch, save_csv, save_json, save_torch
+from minilm.common.files import atomic_write_text, load_torch, save_csv, save_json, save_torch
 from minilm.common.flags import add_flags, command_for, command_line, flag_name, make_parser, parse_given, values_for
 from minilm.common.plots import plot_curves
 from minilm.common.progress import progress
-from minilm.common.run_dir import claim_out_dir
+from minilm.common.run_dir import RunDir, check_out_dir, check_writable_dir, claim_out_dir
 from minilm.common.runtime import (
     Distributed,
     autocast,
@@ -39,6 +38,7 @@ from minilm.common.tensorboard import TensorBoardLog, summary_writer_class
 from minilm.model.config import ModelConfig
 from minilm.model.gpt import MiniLM
 from minilm.reviews.world import ensure_default_data
+from minilm.text.corpus import corpus_files
 from minilm.text.lm_data import LMBatcher, TokenCache, build_token_cache, fixed_batches, unigram_cross_entropy
 from minilm.text.tokenizer import Tokenizer
 from minilm.tools.metrics import perplexity
@@ -107,14 +107,14 @@ def val_loss(model: MiniLM, batches: list, device: torch.device, dtype: torch.dt
     return sum(losses) / len(losses)
 
 
-def bytes_per_token(tokens, tokenizer: Tokenizer, sample: int = 1_000_000) -> float:
-    """UTF-8 bytes of text per token in a stream, each end-of-document counting as one byte
-    (the newline that ended the line). Turns nats/token into bits per byte. Measured on the
-    first `sample` tokens: a ratio needs no more, and a huge val split is never decoded whole."""
-    tokens = np.asarray(tokens[:sample])
-    n_docs = int((tokens == tokenizer.eos_id).sum())
-    n_bytes = len(tokenizer.decode(tokens.tolist()).encode("utf-8")) + n_docs
-    return n_bytes / len(tokens)
+def bytes_per_token(cache_meta: dict) -> float:
+    """UTF-8 bytes of the val split's text per predicted token: turns nats/token into bits per byte.
+
+    Bytes are those of exactly the documents scored (each + 1 for the newline that ended it),
+    counted when the cache was built; a stream of N tokens holds N - 1 predictions. This is the
+    ratio `python -m minilm.evaluate` uses on the same text, so the two bits-per-byte figures agree.
+    """
+    return cache_meta["val_bytes"] / (cache_meta["val_tokens"] - 1)
 
 
 def next_micro_batches(batcher: LMBatcher, n: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -129,23 +129,36 @@ def optim_settings(cfg: PretrainConfig) -> OptimSettings:
     return settings
 
 
+def corpus_path(cfg: PretrainConfig) -> Path:
+    """--data, or the embedded review corpus (generated on first use); its files checked to be text."""
+    data_path = Path(cfg.data) if cfg.data else ensure_default_data()["unlabeled"]
+    corpus_files(data_path)
+    return data_path
+
+
 def prepare_tokens(cfg: PretrainConfig, out: Path, ddp: Distributed, resume: bool) -> tuple[Tokenizer, TokenCache]:
     """Train (or, on resume, reload) the tokenizer, then tokenize the corpus into out/tokens.
 
-    Under DDP, rank 0 does the work while the others wait at the barrier, then reuse its files.
+    A new tokenizer stays in memory: the caller saves it once the run is sure to start (with
+    --overwrite, the old run's tokenizer.model is still in place until then). Under DDP, rank 0
+    does the work while the others wait at the barrier, then reuse its files.
     """
-    data_path = Path(cfg.data) if cfg.data else ensure_default_data()["unlabeled"]
-    tok_path = out / "tokenizer.model"
-    if ddp.is_main and not resume:
-        print(f"training a {cfg.tokenizer_type} tokenizer with {cfg.vocab_size} pieces on {data_path}")
-        started = time.perf_counter()
-        Tokenizer.train(data_path, tok_path, cfg.vocab_size, cfg.tokenizer_type)
-        print(f"tokenizer trained in {time.perf_counter() - started:.0f} s")
+    data_path = corpus_path(cfg)
+    tokenizer = None
     if ddp.is_main:
-        cache = build_token_cache(data_path, Tokenizer.load(tok_path), out / "tokens", cfg.val_fraction)
+        if resume:
+            tokenizer = Tokenizer.load(out / "tokenizer.model")
+        else:
+            print(f"training a {cfg.tokenizer_type} tokenizer with {cfg.vocab_size} pieces on {data_path}")
+            started = time.perf_counter()
+            tokenizer = Tokenizer.train(data_path, None, cfg.vocab_size, cfg.tokenizer_type)
+            print(f"tokenizer trained in {time.perf_counter() - started:.0f} s")
+        if ddp.enabled:
+            tokenizer.save(out / "tokenizer.model")  # the other ranks read it after the barrier
+        cache = build_token_cache(data_path, tokenizer, out / "tokens", cfg.val_fraction)
     ddp.barrier()
-    tokenizer = Tokenizer.load(tok_path)
     if not ddp.is_main:
+        tokenizer = Tokenizer.load(out / "tokenizer.model")
         cache = build_token_cache(data_path, tokenizer, out / "tokens", cfg.val_fraction)
     return tokenizer, cache
 
@@ -177,30 +190,42 @@ def run(cfg: PretrainConfig) -> PretrainReport | None:
     Under torchrun every process trains; only rank 0 writes files and returns the report.
     """
     ddp, device = init_distributed(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
-    settings = optim_settings(cfg)
     if cfg.tensorboard:
         summary_writer_class()  # a missing package is an error now, before any work
     out = Path(cfg.out)
-    if ddp.is_main:
-        claim_out_dir(out, cfg.resume, cfg.overwrite, "pretraining")
-    enable_tf32()
-    seed_everything(cfg.seed)
+    if not ddp.is_main:
+        return train(cfg, ddp, device, out, run_dir=None)
+    # Everything that can be checked without writing is checked before the out dir is claimed.
+    optim_settings(cfg)
+    check_out_dir(out, cfg.resume, cfg.overwrite)
     if cfg.resume:
         check_resume(cfg, out, cfg.model_config(cfg.vocab_size))  # before touching data or tokens
+    corpus_path(cfg)
+    with claim_out_dir(out, cfg.resume, cfg.overwrite) as run_dir:
+        return train(cfg, ddp, device, out, run_dir)
 
+
+def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path,
+          run_dir: RunDir | None) -> PretrainReport | None:
+    """The run itself, in a claimed out dir (run_dir is None on the ranks that write nothing)."""
+    dtype = resolve_dtype(cfg.dtype, device)
+    settings = optim_settings(cfg)
+    enable_tf32()
+    seed_everything(cfg.seed)
     tokenizer, cache = prepare_tokens(cfg, out, ddp, cfg.resume)
     model = MiniLM(cfg.model_config(tokenizer.vocab_size)).to(device)
     T = model.cfg.context_length
     batcher = LMBatcher(cache.train, T, cfg.batch_size, cfg.seed, ddp.rank, ddp.world_size, name="train split")
     val = ValidationSet(fixed_batches(cache.val, T, cfg.batch_size, cfg.eval_batches, seed=cfg.seed),
                         unigram_cross_entropy(cache.train, cache.val, tokenizer.vocab_size),
-                        bytes_per_token(cache.val, tokenizer))
+                        bytes_per_token(cache.meta))
     trainer = Trainer(model, settings, device, dtype, distributed=ddp.enabled, compile=cfg.compile)
     tensorboard = TensorBoardLog(cfg.tensorboard and ddp.is_main, out / "tensorboard")
     state = restore(out, model, trainer, batcher) if cfg.resume else RunState()
-    if ddp.is_main:
+    if run_dir is not None:
         if not cfg.resume:
+            run_dir.replace_old_run()  # --overwrite: the first write of the new run is next
+            tokenizer.save(out / "tokenizer.model")
             save_run_config(cfg, model.cfg, tokenizer, out)
         describe_start(cfg, ddp, cache, model, val, trainer, state)
 
@@ -321,12 +346,18 @@ def evaluate_and_save(cfg: PretrainConfig, out: Path, model: MiniLM, trainer: Tr
 
 def restore(out: Path, model: MiniLM, trainer: Trainer, batcher: LMBatcher) -> RunState:
     """--resume: weights, optimizer, schedule, data position and RNG exactly as trainer_state.pt saved them."""
-    saved = load_torch(out / "trainer_state.pt")
-    model.load_state_dict(saved["model"])
-    trainer.load_state_dict(saved["trainer"])
-    batcher.load_state_dict(saved["batcher"])
-    set_rng_state(saved["rng"])
-    return RunState(**saved["history"], last_saved_step=trainer.step_count)
+    path = out / "trainer_state.pt"
+    saved = load_torch(path)
+    try:
+        model.load_state_dict(saved["model"])
+        trainer.load_state_dict(saved["trainer"])
+        batcher.load_state_dict(saved["batcher"])
+        set_rng_state(saved["rng"])
+        return RunState(**saved["history"], last_saved_step=trainer.step_count)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{path} does not fit this run ({detail}); it was written by another version or "
+                        f"changed by hand: resume from a good copy, or start over with --overwrite") from None
 
 
 def save_run_config(cfg: PretrainConfig, model_cfg: ModelConfig, tokenizer: Tokenizer, out: Path) -> None:
@@ -357,8 +388,8 @@ def final_report(cfg: PretrainConfig, out: Path, model: MiniLM, tokenizer: Token
     """Print and save what the run achieved, with generated samples from the best weights."""
     model.load_state_dict(load_torch(out / "model.pt"))
     best_row = min(state.rows, key=lambda r: r["val_loss"])
-    samples = generate_samples(model, tokenizer, cfg.num_samples, device, cfg.seed)
-    atomic_write(out / "samples.txt", lambda tmp: Path(tmp).write_text("\n\n".join(samples) + "\n"))
+    samples = generate_samples(model, tokenizer, cfg.num_samples, device, cfg.seed) if cfg.num_samples else []
+    atomic_write_text(out / "samples.txt", "\n\n".join(samples) + "\n")
     report = PretrainReport(
         steps=trainer.step_count, tokens_seen=trainer.step_count * tokens_per_step, train_seconds=trainer.elapsed,
         wall_seconds=wall, best_val_loss=state.best_val, best_val_ppl=perplexity(state.best_val),
@@ -401,6 +432,7 @@ def find_lr(cfg: PretrainConfig) -> lr_finder.LRFinding:
     ddp, device = init_distributed(cfg.device)
     if ddp.enabled:
         raise UserError("--find-lr runs in one process: start it with python, not torchrun")
+    check_writable_dir(Path(cfg.out))
     dtype = resolve_dtype(cfg.dtype, device)
     settings = optim_settings(cfg)
     seed_everything(cfg.seed)
