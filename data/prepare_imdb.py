@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import sys
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from _download import announce, download
 
+from minilm.common.files import atomic_write_text
 from minilm.text.labeled import holdout_split, write_labeled_tsv
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -106,9 +106,7 @@ def write_outputs(
     keep, held = holdout_split(len(train), valid_size, seed)
     splits = {"train": [train[i] for i in keep], "valid": [train[i] for i in held], "test": labeled["test"]}
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f"unsup.txt.tmp{os.getpid()}"
-    tmp.write_text("".join(text + "\n" for text in unlabeled), encoding="utf-8")
-    os.replace(tmp, out / "unsup.txt")
+    atomic_write_text(out / "unsup.txt", "".join(text + "\n" for text in unlabeled))
     for name, rows in splits.items():
         write_labeled_tsv(out / f"{name}.tsv", [text for text, _ in rows], [label for _, label in rows])
     return {"unsup": len(unlabeled), **{name: len(rows) for name, rows in splits.items()}}
@@ -138,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         labeled, unlabeled = read_local(args.local)
     else:
         announce("the IMDB reviews (aclImdb, ~80 MB)", URL)
-        labeled, unlabeled = sort_acl_reviews(tar_files(download(URL, args.raw / "aclImdb_v1.tar.gz")))
+        labeled, unlabeled = sort_acl_reviews(tar_files(download(URL, args.raw / "aclImdb_v1.tar.gz",
+                                                                 "use --local DIR with a copy of aclImdb/")))
     counts = write_outputs(labeled, unlabeled, args.out, args.valid_size, args.seed)
     print(f"wrote {args.out}: " + ", ".join(f"{name} {n}" for name, n in counts.items()), file=sys.stderr)
 

@@ -10,6 +10,7 @@ trees, so pieces of a held-out sentence can also sit in train: valid is an optim
 test (whole sentences from other reviews) is the honest number.
 
     python data/prepare_sst2.py           # -> data/sst2/{train,valid,test}.tsv  (text<TAB>label)
+    python data/prepare_sst2.py --local SST-2.zip   # no download
 
 Labels are written as "negative" / "positive". Expected output:
 "wrote data/sst2: train 66477, valid 872, test 872".
@@ -59,9 +60,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--raw", type=Path, default=Path("data/raw"), help="where the zip is kept")
     parser.add_argument("--valid-size", type=int, default=872, help="train rows held out as valid.tsv")
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out draw")
+    parser.add_argument("--local", type=Path, help="a copy of SST-2.zip to read instead of downloading it")
     args = parser.parse_args(argv)
-    announce("SST-2 (GLUE)", URL)
-    archive = download(URL, args.raw / "SST-2.zip")
+    if args.local:
+        if not args.local.is_file():
+            raise SystemExit(f"error: --local {args.local} is not a file: pass the path of a copy of SST-2.zip")
+        archive = args.local
+    else:
+        announce("SST-2 (GLUE)", URL)
+        archive = download(URL, args.raw / "SST-2.zip", "use --local PATH with a copy of SST-2.zip")
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(args.raw, members=["SST-2/train.tsv", "SST-2/dev.tsv"])
     counts = convert(args.raw / "SST-2", args.out, args.valid_size, args.seed)

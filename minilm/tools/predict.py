@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from minilm.checkpoint import load_classifier
+from minilm.checkpoint import load_classifier, read_config
 from minilm.common.errors import UserError, exit_on_user_error
 from minilm.common.flags import add_flags, make_parser, values_for
 from minilm.common.progress import progress
@@ -47,23 +47,31 @@ def classify(model: MiniLMForSequenceClassification, seqs: list[list[int]], devi
 def run_predict(ckpt_dir: str | Path, texts: list[str] | None, text_file: str, max_length: int,
                 device: torch.device) -> dict:
     """Classify `texts` and each line of `text_file` with the fine-tuned model in ckpt_dir; print each
-    text's label and class probabilities. max_length 0 means the model's context length."""
-    texts = list(texts or [])
+    text's label and class probabilities. Blank texts are skipped, from either source.
+    max_length 0 means the --max-length the model was trained with (its config.json), else its
+    context length: a model trained on texts cut to 64 tokens should read them cut the same way."""
+    texts = [text.strip() for text in texts or [] if text.strip()]
     if text_file:
         path = Path(text_file)
         if not path.is_file():
             raise UserError(f"text file {path} does not exist")
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
         except UnicodeDecodeError as err:
             raise UserError(f"text file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+        except OSError as err:
+            raise UserError(f"cannot read text file {path}: {err.strerror}") from None
         texts += [line.strip() for line in lines if line.strip()]
     if not texts:
-        raise UserError("nothing to classify: pass at least one text (--text), or a non-empty file of texts "
-                        "(--text-file)")
+        raise UserError("nothing to classify: pass at least one non-blank text (--text), or a file with a "
+                        "non-blank line (--text-file)")
     model, tokenizer, labels = load_classifier(ckpt_dir, device)
     context = model.cfg.context_length
-    max_length = min(max_length or context, context)
+    trained_max_length = read_config(ckpt_dir).get("job", {}).get("max_length") or 0
+    if not isinstance(trained_max_length, int):
+        raise UserError(f"{Path(ckpt_dir) / 'config.json'}: job.max_length must be an integer, "
+                        f"got {trained_max_length!r}")
+    max_length = min(max_length or trained_max_length or context, context)
     seqs, n_cut = encode_texts(tokenizer, texts, max_length)
     if n_cut:
         print(f"note: {n_cut} texts were truncated to {max_length} tokens")

@@ -24,7 +24,7 @@ from minilm.common.files import atomic_write, load_torch, save_csv, save_json, s
 from minilm.common.flags import add_flags, command_for, command_line, make_parser, values_for
 from minilm.common.plots import plot_confusion, plot_curves
 from minilm.common.progress import progress
-from minilm.common.run_dir import claim_out_dir
+from minilm.common.run_dir import SCRATCH_DIR, check_out_dir, check_writable_dir, claim_out_dir
 from minilm.common.runtime import enable_tf32, resolve_device, resolve_dtype, seed_everything
 from minilm.common.tensorboard import TensorBoardLog, summary_writer_class
 from minilm.model.classifier import MiniLMForSequenceClassification, freeze_layers
@@ -175,10 +175,11 @@ class EpochState:
     stale: int = 0  # epochs since it improved (--patience)
 
 
-def train_classifier(cfg: FinetuneConfig, init: str, splits: dict[str, Split], labels: LabelMap, tokenizer: Tokenizer,
-                     out: Path, device: torch.device, dtype: torch.dtype) -> MiniLMForSequenceClassification:
-    """Fine-tune from `init` (a dir or "scratch"); keep the best valid epoch in out/model.pt and return it."""
-    model, trainer, loss_fn = prepare_training(cfg, init, splits["train"], len(labels), device, dtype)
+def train_classifier(cfg: FinetuneConfig, init: str, prepared: tuple, splits: dict[str, Split], labels: LabelMap,
+                     tokenizer: Tokenizer, out: Path) -> MiniLMForSequenceClassification:
+    """Fine-tune the model prepare_training made from `init` (a dir or "scratch"); keep the best valid
+    epoch in out/model.pt and return it."""
+    model, trainer, loss_fn = prepared
     state = EpochState()
     tensorboard = TensorBoardLog(cfg.tensorboard, out / "tensorboard")
     bar = progress(total=trainer.settings.max_steps, unit="step", desc=f"fine-tuning ({init})")
@@ -314,19 +315,43 @@ def run(cfg: FinetuneConfig) -> FinetuneReport:
     if cfg.tensorboard:
         summary_writer_class()  # a missing package is an error now, before any work
     out = Path(cfg.out)
+    # Everything that can be checked without writing is checked before the out dir is claimed.
+    check_sources_survive(cfg)
+    check_out_dir(out, resume=False, overwrite=cfg.overwrite, can_resume=False)
     source_config, tokenizer, splits, labels = prepare_data(cfg)
-    claim_out_dir(out, resume=False, overwrite=cfg.overwrite, job="fine-tuning", resumable=False)
-    enable_tf32()
-    save_run_files(cfg, out, source_config, tokenizer, labels)
+    with claim_out_dir(out, resume=False, overwrite=cfg.overwrite, can_resume=False) as run_dir:
+        prepared = prepare_training(cfg, cfg.init, splits["train"], len(labels), device, dtype)
+        run_dir.replace_old_run()  # --overwrite: the first write of the new run is next
+        enable_tf32()
+        save_run_files(cfg, out, source_config, tokenizer, labels)
+        return train_and_report(cfg, prepared, splits, labels, tokenizer, out, device, dtype)
 
-    model = train_classifier(cfg, cfg.init, splits, labels, tokenizer, out, device, dtype)
+
+def check_sources_survive(cfg: FinetuneConfig) -> None:
+    """--out must not be the dir the model starts from: --overwrite would delete it first."""
+    out = Path(cfg.out).resolve()
+    sources = {"--init": cfg.init} if cfg.init != "scratch" else {}
+    if cfg.init == "scratch" or cfg.compare_scratch:
+        sources["--shape-from"] = cfg.shape_from if cfg.init == "scratch" else cfg.init
+    for flag, source in sources.items():
+        if Path(source).resolve() == out:
+            raise UserError(f"--out {cfg.out} is the {flag} dir: fine-tuning would replace the model it starts "
+                            f"from; choose another --out")
+
+
+def train_and_report(cfg: FinetuneConfig, prepared: tuple, splits: dict[str, Split], labels: LabelMap,
+                     tokenizer: Tokenizer, out: Path, device: torch.device, dtype: torch.dtype) -> FinetuneReport:
+    """Train, report on the held-out splits (and, with --compare-scratch, the same from random weights)."""
+    model = train_classifier(cfg, cfg.init, prepared, splits, labels, tokenizer, out)
     report = FinetuneReport(report_splits(model, splits, labels, device, dtype, cfg, out,
                                           f"fine-tuned from {cfg.init}"))
     if cfg.compare_scratch and cfg.init != "scratch":
-        scratch_out = out / "scratch"
+        scratch_out = out / SCRATCH_DIR
         scratch_out.mkdir(exist_ok=True)
         scratch_cfg = replace(cfg, shape_from=cfg.init)
-        scratch_model = train_classifier(scratch_cfg, "scratch", splits, labels, tokenizer, scratch_out, device, dtype)
+        scratch_prepared = prepare_training(scratch_cfg, "scratch", splits["train"], len(labels), device, dtype)
+        scratch_model = train_classifier(scratch_cfg, "scratch", scratch_prepared, splits, labels, tokenizer,
+                                         scratch_out)
         report.scratch = report_splits(scratch_model, splits, labels, device, dtype, cfg, scratch_out, "from scratch")
         print(format_comparison(report.splits, report.scratch))
     save_json(report.to_json(), out / "report.json")
@@ -341,6 +366,7 @@ def find_lr(cfg: FinetuneConfig) -> lr_finder.LRFinding:
     """--find-lr: the learning-rate range test (minilm/train/lr_finder.py) on the classifier as --ckpt and
     --freeze make it, with shuffled training batches; writes only out/lr_find.*."""
     device = resolve_device(cfg.device)
+    check_writable_dir(Path(cfg.out))
     _, _, splits, labels = prepare_data(cfg)
     train = splits["train"]
     _, trainer, loss_fn = prepare_training(cfg, cfg.init, train, len(labels), device, resolve_dtype(cfg.dtype, device))
