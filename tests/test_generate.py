@@ -73,3 +73,21 @@ def test_top_k_and_top_p_only_draw_from_the_kept_tokens():
 def test_negative_temperature_is_refused():
     with pytest.raises(ValueError, match="temperature"):
         sample_next_token(torch.zeros(1, 3), temperature=-1)
+
+
+def test_top_p_one_keeps_every_token(monkeypatch):
+    # Regression: the float cumsum of a 50k vocabulary reaches 1.0 before its tail, so p = 1 gave
+    # thousands of tokens probability 0. Look at the distribution the sampler draws from.
+    seen = {}
+    real_multinomial = torch.multinomial
+
+    def spy(probs, *args, **kwargs):
+        seen["probs"] = probs
+        return real_multinomial(probs, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "multinomial", spy)
+    logits = torch.randn(1, 50_000) * 3
+    sample_next_token(logits, top_p=1.0)
+    assert (seen["probs"] > 0).all()
+    sample_next_token(logits, top_p=0.5)
+    assert (seen["probs"] == 0).any()  # a real nucleus still cuts the tail

@@ -10,7 +10,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-from jobs import tiny_pretrain_config
+from jobs import CORPUS, tiny_pretrain_config
 
 from minilm.common import files
 from minilm.common.errors import UserError
@@ -173,3 +173,24 @@ def test_resume_refuses_flags_that_describe_another_run(finished_run):
         pretrain.run(tiny_pretrain_config(out, resume=True, batch_size=8))
     with pytest.raises(UserError, match="data: saved"):
         pretrain.run(tiny_pretrain_config(out, resume=True, data="other.txt"))
+
+
+def test_val_bpb_equals_the_evaluate_commands_on_the_val_split(finished_run, tmp_path):
+    # Regression: val_bpb counted the decoded stream's bytes (a leading-space marker per document
+    # and one per end-of-document too many) and read ~1 % low. Score the same val documents with
+    # the evaluate command's code: same bytes, same tokens, so the same loss -> bpb conversion.
+    from minilm.checkpoint import load_lm
+    from minilm.text.corpus import iter_documents
+    from minilm.text.lm_data import is_val_document
+    from minilm.tools.evaluate import evaluate_text
+
+    out, _ = finished_run
+    meta = json.loads((out / "tokens" / "meta.json").read_text())
+    val_docs = [doc for i, doc in enumerate(iter_documents(CORPUS)) if is_val_document(i, meta["val_fraction"])]
+    model, tokenizer = load_lm(out, torch.device("cpu"))
+    result = evaluate_text(model, tokenizer, val_docs)
+    assert result["bytes"] == meta["val_bytes"] and result["tokens"] == meta["val_tokens"] - 1
+    with open(out / "metrics.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["val_bpb"]) / float(row["val_loss"]) == pytest.approx(
+        result["bits_per_byte"] / result["loss"], rel=1e-4)
