@@ -14,7 +14,7 @@ from tiny_checkpoint import make_checkpoint
 
 from minilm.common import plots, progress
 from minilm.common.errors import UserError
-from minilm.common.run_dir import claim_out_dir
+from minilm.common.run_dir import check_out_dir
 from minilm.reviews import world
 from minilm.text.labeled import stratified_holdout
 from minilm.tools import attention_map, evaluate, generate, metrics, predict
@@ -168,7 +168,7 @@ def test_log_lines_say_where_a_long_step_is(capsys):
 def test_fine_tuning_into_a_used_dir_does_not_suggest_resume(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"x")
     with pytest.raises(UserError) as err:
-        claim_out_dir(tmp_path, resume=False, overwrite=False, job="fine-tuning", resumable=False)
+        check_out_dir(tmp_path, resume=False, overwrite=False, can_resume=False)
     assert "--resume" not in str(err.value) and "--overwrite" in str(err.value)
 
 

@@ -67,6 +67,11 @@ def pre_argv(root, *extra) -> list[str]:
             *extra]
 
 
+def resume_argv(root) -> list[str]:
+    """--resume takes the run's settings from its config.json: only the out dir is needed."""
+    return ["--out", str(root / "pre"), "--resume", "--device", "cpu"]
+
+
 def ft_argv(root, splits, *extra) -> list[str]:
     return ["--init", str(root / "pre"), "--train", str(splits["train"]), "--valid", str(splits["valid"]),
             "--test", str(splits["test"]), "--out", str(root / "ft"), "--epochs", "1", "--device", "cpu", *extra]
@@ -84,7 +89,7 @@ PRETRAIN_CASES = {
     "negative seed": (["--overwrite", "--seed", "-1"], "--seed cannot be negative"),
     "negative --num-samples": (["--overwrite", "--num-samples", "-2"], "--num-samples cannot be negative"),
     "no flag on an existing run": ([], "already holds a saved run"),
-    "--resume with other flags": (["--resume", "--batch-size", "8"], "different run"),
+    "--resume with other flags": (["--resume", "--batch-size", "8"], "cannot change"),
     "overwrite with a too long context": (["--overwrite", "--context-length", "100000"], "window needs"),
 }
 
@@ -173,13 +178,13 @@ def test_damaged_checkpoint_files_are_one_line_naming_the_file(work, capsys, cas
 def test_an_empty_trainer_state_cannot_be_resumed_and_says_so(work, capsys):
     root, _ = work
     (root / "pre" / "trainer_state.pt").write_bytes(b"")
-    assert "trainer_state.pt is empty" in one_error_line(pretrain.cli, pre_argv(root, "--resume"), capsys)
+    assert "trainer_state.pt is empty" in one_error_line(pretrain.cli, resume_argv(root), capsys)
 
 
 def test_model_pt_without_trainer_state_names_a_way_out_that_works(work, capsys):
     root, _ = work
     (root / "pre" / "trainer_state.pt").unlink()
-    line = one_error_line(pretrain.cli, pre_argv(root, "--resume"), capsys)
+    line = one_error_line(pretrain.cli, resume_argv(root), capsys)
     assert "--overwrite" in line and "drop --resume" not in line
     line = one_error_line(pretrain.cli, pre_argv(root), capsys)
     assert "--overwrite" in line and "--resume" not in line
@@ -203,7 +208,7 @@ def test_a_second_run_on_a_locked_dir_is_refused_naming_the_first(work, capsys):
     try:
         (root / "pre" / ".lock").write_text(f"{holder.pid}\n")
         before = checksums(root)
-        line = one_error_line(pretrain.cli, pre_argv(root, "--resume"), capsys)
+        line = one_error_line(pretrain.cli, resume_argv(root), capsys)
         assert f"pid {holder.pid}" in line
         assert checksums(root) == before
     finally:

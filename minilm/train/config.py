@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from minilm.common.errors import UserError
-from minilm.common.runtime import DEVICE_HELP
 from minilm.common.flags import check_numbers
+from minilm.common.runtime import DEVICE_HELP
 from minilm.model.config import PRESETS, ModelConfig, option
 from minilm.train.trainer import OptimSettings, check_settings
 
@@ -80,6 +80,8 @@ class PretrainConfig:
         for name in ("batch_size", "eval_every", "eval_batches", "save_every", "vocab_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.warmup_steps is None:
+            self.warmup_steps = scaled_warmup(self.max_steps)
         for name in ("num_samples", "seed", "max_steps", "warmup_steps", "find_lr_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} cannot be negative, got {getattr(self, name)}")
@@ -87,8 +89,6 @@ class PretrainConfig:
             raise UserError(f"--val-fraction must be between 0 and 0.5, got {self.val_fraction}")
         if self.find_lr_steps < 10:
             raise UserError(f"--find-lr-steps must be at least 10 to draw a curve, got {self.find_lr_steps}")
-        if self.warmup_steps is None:
-            self.warmup_steps = scaled_warmup(self.max_steps)
         self.model_config(self.vocab_size)  # fail now, not after tokenizing, if the model flags clash
 
     def model_config(self, vocab_size: int) -> ModelConfig:

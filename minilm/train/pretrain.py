@@ -455,7 +455,8 @@ RESUME_MAY_CHANGE = ("out", "resume", "overwrite", "max_steps", "max_time", "eva
 def resumed_config(args, given: set[str]) -> PretrainConfig:
     """--resume: the run's own settings from its config.json, with the flags that may change."""
     out = Path(args.out)
-    if not (out / "config.json").is_file() or not (out / "trainer_state.pt").is_file():
+    check_out_dir(out, resume=True, overwrite=False)  # a dir with no trainer_state.pt: advice that works
+    if not (out / "config.json").is_file():
         raise UserError(f"nothing to resume in {out} (no config.json and trainer_state.pt); drop --resume to "
                         f"start a new run, or pass the --out of the run to continue")
     saved = read_config(out)
