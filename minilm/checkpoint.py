@@ -142,8 +142,10 @@ def load_classifier(ckpt_dir: str | Path, device: torch.device
         raise UserError(f"{ckpt_dir} holds a {config.get('kind', 'unknown')} checkpoint, not a fine-tuned "
                         f"classifier: fine-tune it first (`python train_finetune.py --ckpt {ckpt_dir} --out "
                         f"{ckpt_dir}-classifier`), then predict with --ckpt {ckpt_dir}-classifier")
-    model = MiniLMForSequenceClassification(ModelConfig.from_dict(config["model"]),
-                                            config["classifier"]["num_labels"], config["classifier"]["pooling"])
+    head = config["classifier"]
+    # Checkpoints from before head_bias existed all had a head bias.
+    model = MiniLMForSequenceClassification(ModelConfig.from_dict(config["model"]), head["num_labels"],
+                                            head["pooling"], head_bias=head.get("head_bias", True))
     load_weights_into(model, load_state_dict(ckpt_dir), ckpt_dir / "model.pt")
     tokenizer = load_checked_tokenizer(ckpt_dir, config)
     labels = LabelMap.load(ckpt_dir / "labels.json")

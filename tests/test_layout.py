@@ -16,8 +16,9 @@ ROOT = Path(__file__).parent.parent
 PACKAGE = ROOT / "minilm"
 
 # Lower layers never import higher ones. Two layers of the same rank do not import each other.
-LAYER_RANK = {"model": 0, "common": 1, "text": 2, "reviews": 2, "checkpoint": 3, "tools": 4, "train": 5}
-COMMAND_RANK = 6  # the top-level modules `python -m minilm.<command>` runs
+LAYER_RANK = {"model": 0, "common": 1, "text": 2, "reviews": 2, "checkpoint": 3, "tools": 4, "interop": 5,
+              "train": 6}
+COMMAND_RANK = 7  # the top-level modules `python -m minilm.<command>` runs
 
 
 def module_name(path: Path) -> str:

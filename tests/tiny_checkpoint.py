@@ -25,7 +25,7 @@ def make_checkpoint(ckpt_dir: Path, kind: str = "pretrain") -> Path:
               "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size}}
     state = lm.state_dict()
     if kind == "finetune":
-        config["classifier"] = {"num_labels": 2, "pooling": "last"}
+        config["classifier"] = {"num_labels": 2, "pooling": "last", "head_bias": False}
         state = MiniLMForSequenceClassification.from_pretrained_lm(lm, num_labels=2).state_dict()
     save_json(config, ckpt_dir / "config.json")
     save_torch(state, ckpt_dir / "model.pt")

@@ -2,8 +2,11 @@
 
     h = Body(x_1..x_T)                              (B, T, C)   the same body as MiniLM
     z = Pool(h, attention_mask)                     (B, C)      last real token, or masked mean
-    P(y | x) = softmax(z W_y + b_y)                 (B, num_labels)
+    P(y | x) = softmax(z W_y (+ b_y))               (B, num_labels)
     L_cls = -1/B Σ_b log P(y_b | x_b)
+
+The head has no bias b_y by default: Hugging Face's *ForSequenceClassification heads have none,
+so a model without it exports as is (minilm/interop/); head_bias=True keeps the older variant.
 
 GPT-1 also keeps the language-model loss as an auxiliary objective while fine-tuning,
 L = L_cls + λ · L_lm (λ = lm_loss_weight), which the paper found improves generalisation and
@@ -44,7 +47,7 @@ class MiniLMForSequenceClassification(nn.Module):
     """forward(input_ids (B, T), attention_mask (B, T), labels (B,)) -> (logits (B, num_labels), loss)."""
 
     def __init__(self, cfg: ModelConfig, num_labels: int, pooling: str = "last",
-                 classifier_dropout: float | None = None):
+                 classifier_dropout: float | None = None, head_bias: bool = False):
         super().__init__()
         if num_labels < 2:
             raise ValueError(f"num_labels must be at least 2, got {num_labels}")
@@ -54,12 +57,15 @@ class MiniLMForSequenceClassification(nn.Module):
         self.body = TransformerBody(cfg)
         self.lm_head = make_lm_head(cfg, self.body)
         self.dropout = nn.Dropout(cfg.dropout if classifier_dropout is None else classifier_dropout)
-        self.head = nn.Linear(cfg.d_model, num_labels)
+        self.head = nn.Linear(cfg.d_model, num_labels, bias=head_bias)
         self.apply(lambda m: init_weights(m, cfg.n_layer))
+        # Set by from_pretrained (minilm/interop/pretrained.py): what predict() needs besides weights.
+        self.tokenizer = None  # a minilm.text.tokenizer.Tokenizer
+        self.labels: list[str] | None = None  # class id -> label name
 
     @classmethod
     def from_pretrained_lm(cls, lm: MiniLM, num_labels: int, pooling: str = "last",
-                           dropout: float | None = None) -> MiniLMForSequenceClassification:
+                           dropout: float | None = None, head_bias: bool = False) -> MiniLMForSequenceClassification:
         """A classifier whose body (and LM head) are copies of a pretrained LM's; a fresh head.
 
         dropout overrides the body's dropout rate (pretraining often uses 0, fine-tuning on few
@@ -68,7 +74,7 @@ class MiniLMForSequenceClassification(nn.Module):
         """
         state = lm.state_dict()
         cfg = ModelConfig.from_dict({**lm.cfg.to_dict(), **({} if dropout is None else {"dropout": dropout})})
-        clf = cls(cfg, num_labels, pooling)
+        clf = cls(cfg, num_labels, pooling, head_bias=head_bias)
         body_state = {k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")}
         clf.body.load_state_dict(body_state)  # load_state_dict copies into clf's own tensors
         if not cfg.tie_weights:
@@ -102,6 +108,28 @@ class MiniLMForSequenceClassification(nn.Module):
 
     def num_parameters(self) -> int:
         return count_parameters(self)
+
+    # -- checkpoint dirs and plain texts. The code is in minilm/interop/pretrained.py, imported when
+    # called: the model layer itself imports torch only (tests/test_layout.py).
+
+    @classmethod
+    def from_pretrained(cls, path, labels: list[str] | None = None,
+                        device: str | torch.device = "cpu") -> MiniLMForSequenceClassification:
+        """A fine-tuned dir -> its classifier (eval mode, on device) with .tokenizer and .labels.
+        A pretraining dir -> its body under a fresh head for `labels` (required then)."""
+        from minilm.interop.pretrained import load_classifier_dir
+        return load_classifier_dir(path, labels, device)
+
+    def save_pretrained(self, path) -> None:
+        """Write a fine-tuned checkpoint dir (config.json, model.pt, tokenizer.model, labels.json)."""
+        from minilm.interop.pretrained import save_dir
+        save_dir(self, path)
+
+    def predict(self, texts: list[str], batch_size: int = 64):
+        """Texts -> Predictions(labels: list[str], probabilities: (N, num_labels) tensor), computed in
+        right-padded batches on the model's device; texts longer than the context are truncated."""
+        from minilm.interop.pretrained import predict
+        return predict(self, texts, batch_size)
 
 
 def freeze_layers(model: MiniLMForSequenceClassification, freeze: str) -> tuple[int, int]:

@@ -208,6 +208,7 @@ class MiniLM(nn.Module):
         self.body = TransformerBody(cfg)
         self.lm_head = make_lm_head(cfg, self.body)
         self.apply(lambda m: init_weights(m, cfg.n_layer))
+        self.tokenizer = None  # set by from_pretrained: a minilm.text.tokenizer.Tokenizer
 
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None,
                 cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -238,6 +239,20 @@ class MiniLM(nn.Module):
 
     def num_parameters(self) -> int:
         return count_parameters(self)
+
+    # -- checkpoint dirs. The code is in minilm/interop/pretrained.py, imported when called: the
+    # model layer itself imports torch only and never touches a file (tests/test_layout.py).
+
+    @classmethod
+    def from_pretrained(cls, path, device: str | torch.device = "cpu") -> MiniLM:
+        """A pretraining or fine-tuning dir -> its language model (eval mode, on device), .tokenizer set."""
+        from minilm.interop.pretrained import load_lm_dir
+        return load_lm_dir(path, device)
+
+    def save_pretrained(self, path) -> None:
+        """Write a pretraining checkpoint dir (config.json, model.pt, tokenizer.model)."""
+        from minilm.interop.pretrained import save_dir
+        save_dir(self, path)
 
     def flops_per_token(self, seq_len: int | None = None) -> float:
         """Training FLOPs per token (forward + backward ≈ 3 × forward), Kaplan et al. / PaLM style.

@@ -131,6 +131,8 @@ class FinetuneConfig:
     dropout: float = option(0.1, "dropout in the body and before the head during fine-tuning")
     pooling: str = option("last", "sequence vector for the head: the last real token, or the mean of all",
                           ("last", "mean"))
+    head_bias: bool = option(False, "give the classification head a bias vector; without one (as in Hugging "
+                                    "Face's classification heads) the model exports to transformers as is")
     freeze: str = option("none", "'none' trains everything, 'embeddings' all but the token embeddings, "
                                  "'body' only the head, a number N the head and the last N blocks")
     lm_loss_weight: float = option(0.0, "weight λ of GPT-1's auxiliary language-model loss: L = L_cls + λ·L_lm "

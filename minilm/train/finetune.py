@@ -127,9 +127,9 @@ def build_model(cfg: FinetuneConfig, init: str, num_labels: int) -> MiniLMForSeq
     """A classifier from a pretrained dir (a fine-tuned dir's body works too), or random with --ckpt scratch."""
     if init == "scratch":
         shape = replace(load_model_config(cfg.shape_from), dropout=cfg.dropout)
-        return MiniLMForSequenceClassification(shape, num_labels, cfg.pooling)
+        return MiniLMForSequenceClassification(shape, num_labels, cfg.pooling, head_bias=cfg.head_bias)
     return MiniLMForSequenceClassification.from_pretrained_lm(lm_from_dir(init), num_labels, cfg.pooling,
-                                                              cfg.dropout)
+                                                              cfg.dropout, cfg.head_bias)
 
 
 def prepare_training(cfg: FinetuneConfig, init: str, train: Split, num_labels: int, device: torch.device,
@@ -302,7 +302,8 @@ def save_run_files(cfg: FinetuneConfig, out: Path, source_config: dict, tokenize
     labels.save(out / "labels.json")
     model_cfg = ModelConfig.from_dict({**source_config["model"], "dropout": cfg.dropout})
     save_json({"kind": "finetune", "model": model_cfg.to_dict(),
-               "classifier": {"num_labels": len(labels), "pooling": cfg.pooling, "labels": labels.names},
+               "classifier": {"num_labels": len(labels), "pooling": cfg.pooling, "head_bias": cfg.head_bias,
+                              "labels": labels.names},
                "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
                "init": cfg.init, "job": asdict(cfg), "command": command_line(), "torch": torch.__version__},
               out / "config.json")

@@ -1,0 +1,50 @@
+"""`python -m minilm.export` (or `minilm-export`): take a model elsewhere, or bring one in.
+
+    python -m minilm.export --ckpt out/finetune --to hf out/hf        transformers dir
+    python -m minilm.export --ckpt out/pretrain --to onnx out/onnx    ONNX Runtime graph
+    python -m minilm.export --from-hf path/to/hf_dir out/imported     back into a minilm dir
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from minilm.common.errors import UserError, exit_on_user_error
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m minilm.export", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[2:]))
+    parser.add_argument("out", help="the dir to write")
+    parser.add_argument("--ckpt", help="a minilm checkpoint dir (pretrain or finetune) to export")
+    parser.add_argument("--to", choices=("hf", "onnx"), help="with --ckpt: the format to write")
+    parser.add_argument("--from-hf", metavar="HF_DIR", help="a local Hugging Face dir to import instead")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of a non-empty out dir")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(args: argparse.Namespace) -> None:
+    if bool(args.ckpt) == bool(args.from_hf):
+        raise UserError("pass either --ckpt DIR --to hf|onnx (export) or --from-hf HF_DIR (import)")
+    if args.ckpt and not args.to:
+        raise UserError("--ckpt needs --to hf or --to onnx")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise UserError(f"{out} exists and is not an empty dir; pass --overwrite or choose another dir")
+    if args.from_hf:
+        from minilm.interop.hf_import import import_hf
+        print(f"imported a {import_hf(args.from_hf, out)} into {out}")
+    elif args.to == "hf":
+        from minilm.interop.hf_export import export_hf
+        arch = export_hf(args.ckpt, out)
+        print(f"wrote {out} ({arch.name}); load it with transformers' Auto classes")
+    else:
+        from minilm.interop.onnx_export import export_onnx
+        print(f"wrote {export_onnx(args.ckpt, out)}")
+
+
+def cli(argv: list[str] | None = None) -> None:
+    main(parse_args(argv))
