@@ -2,7 +2,7 @@
 
 Nothing is downloaded: transformers reads the files on disk. The result is a pretraining dir (from
 a *ForCausalLM) or a fine-tuned dir (from a *ForSequenceClassification), so train_finetune.py
---init OUT, MiniLM.from_pretrained(OUT) and every tool take it like one of minilm's own.
+--ckpt OUT, MiniLM.from_pretrained(OUT) and every tool take it like one of minilm's own.
 The tokenizer must be minilm's kind: a SentencePiece tokenizer.model with pad/unk/bos/eos =
 0/1/2/3 (every dir minilm exports has one); other tokenizers are refused.
 """
