@@ -11,13 +11,14 @@ import argparse
 from pathlib import Path
 
 from minilm.common.errors import UserError, exit_on_user_error
+from minilm.common.flags import make_parser
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m minilm.export", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[2:]))
-    parser.add_argument("out", help="the dir to write")
+    parser = make_parser("export", __doc__.splitlines()[0])
+    parser.formatter_class, parser.epilog = argparse.RawDescriptionHelpFormatter, "\n".join(__doc__.splitlines()[2:])
+    parser.add_argument("out", nargs="?", help="the dir to write (or --out)")
+    parser.add_argument("--out", dest="out_flag", metavar="OUT", help="the dir to write, as in the other commands")
     parser.add_argument("--ckpt", help="a minilm checkpoint dir (pretrain or finetune) to export")
     parser.add_argument("--to", choices=("hf", "onnx"), help="with --ckpt: the format to write")
     parser.add_argument("--from-hf", metavar="HF_DIR", help="a local Hugging Face dir to import instead")
@@ -31,7 +32,9 @@ def main(args: argparse.Namespace) -> None:
         raise UserError("pass either --ckpt DIR --to hf|onnx (export) or --from-hf HF_DIR (import)")
     if args.ckpt and not args.to:
         raise UserError("--ckpt needs --to hf or --to onnx")
-    out = Path(args.out)
+    if bool(args.out) == bool(args.out_flag):
+        raise UserError("name the dir to write once: `... OUT` or `--out OUT`")
+    out = Path(args.out or args.out_flag)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
         raise UserError(f"{out} exists and is not an empty dir; pass --overwrite or choose another dir")
     if args.from_hf:
