@@ -1,4 +1,5 @@
-"""Where and how a job runs: device, precision, random seeds, and the processes of a DDP run.
+"""Where and how a job runs: device, precision, random seeds (the processes of a torchrun job
+are in distributed.py).
 
 Nothing in minilm hard-codes a device: jobs ask `resolve_device("auto")`, which picks CUDA,
 then Apple's MPS, then the CPU.
@@ -7,14 +8,11 @@ then Apple's MPS, then the CPU.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import re
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from minilm.common.errors import UserError
 
@@ -44,20 +42,31 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """Training precision. "auto": bf16 on GPUs that support it (Ampere and newer), else fp32.
+    """Training precision. "auto": bf16 on GPUs with native bf16 (Ampere and newer), fp16 with a
+    GradScaler on older GPUs (T4, V100, RTX 20xx), fp32 elsewhere.
 
     bf16 has fp32's exponent range, so it needs no loss scaling; fp16 does (a GradScaler);
     on a CPU, fp32 is usually the fastest as well as the simplest.
     """
     if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
+        if device.type == "cuda":
+            return torch.bfloat16 if has_native_bf16(device) else torch.float16
         return torch.float32
     if name not in DTYPES:
         raise UserError(f"unknown dtype {name!r}; use auto, fp32, bf16 or fp16")
     if name == "fp16" and device.type != "cuda":
         raise UserError(f"--dtype fp16 needs a CUDA GPU (device here: {device.type}); use fp32 or bf16")
     return DTYPES[name]
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """bf16 tensor cores arrived with compute capability 8.0 (Ampere).
+
+    Not torch.cuda.is_bf16_supported(): since torch 2.4 it also answers yes on older GPUs, where
+    bf16 is emulated (slow) and SDPA's flash and memory-efficient kernels fall back to the full
+    T×T attention matrix.
+    """
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def autocast(device: torch.device, dtype: torch.dtype):
@@ -79,63 +88,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def rng_state() -> dict:
+def rng_state(device: torch.device) -> dict:
     """Every random number generator's state, for an exact resume.
 
     Only tensors and plain Python values, so the file loads with torch.load(weights_only=True):
-    numpy's key array travels as a tensor.
+    numpy's key array travels as a tensor. On a GPU, only the training device's generator: a run
+    saved on an 8-GPU box must resume where fewer GPUs are visible.
     """
     name, keys, pos, has_gauss, cached = np.random.get_state()
     numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)
     state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Restore rng_state's generators; the CUDA one onto the device this process trains on."""
     random.setstate(state["python"])
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-@dataclass
-class Distributed:
-    """This process's place in a `torchrun` job (rank 0 of 1 when run plainly)."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        """Only the main process logs, shows progress bars and writes files."""
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.enabled and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def init_distributed(device_name: str) -> tuple[Distributed, torch.device]:
-    """Join the process group torchrun set up (NCCL on GPUs, gloo on CPU); plain runs are world 1."""
-    if "RANK" not in os.environ:
-        return Distributed(), resolve_device(device_name)
-    ctx = Distributed(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
-    device = resolve_device(device_name)
-    if device.type == "cuda":
-        device = torch.device("cuda", ctx.local_rank)  # one GPU per process
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return ctx, device
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)

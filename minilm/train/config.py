@@ -25,6 +25,14 @@ def scaled_warmup(max_steps: int) -> int:
     return min(DEFAULT_WARMUP, int(WARMUP_SHARE * max_steps)) if max_steps > 0 else DEFAULT_WARMUP
 
 
+# Job defaults a preset brings for the flags the user does not give (train_pretrain.py applies
+# them). The defaults below suit the CPU presets; gpt2-small is a GPU model and takes GPT-2
+# small's recipe: a rate five times lower, a longer warmup, a real vocabulary and a step budget.
+PRESET_JOB_DEFAULTS = {
+    "gpt2-small": dict(vocab_size=32000, lr=6e-4, min_lr=6e-5, warmup_steps=1000, max_steps=20000, max_time=0.0),
+}
+
+
 @dataclass
 class PretrainConfig:
     """Everything train_pretrain.py can be told. Model sizes come from --preset, then flags."""
@@ -35,7 +43,9 @@ class PretrainConfig:
                            "else in $MINILM_DATA or ~/.cache/minilm)")
     out: str = option("out/pretrain", "output dir: config.json, model.pt, tokenizer.model, metrics.csv, ...")
     preset: str = option("small", "model size: tiny (tests), small (laptop CPU, minutes), medium (long CPU "
-                                  "or short GPU run), gpt2-small (GPU)", tuple(PRESETS))
+                                  "or short GPU run), gpt2-small (GPU; brings GPU job defaults for the flags not "
+                                  "given: --vocab-size 32000 --lr 6e-4 --min-lr 6e-5 --warmup-steps 1000 "
+                                  "--max-steps 20000 --max-time 0)", tuple(PRESETS))
     vocab_size: int = option(4096, "tokenizer vocabulary size (trained on --data); the model's vocab_size")
     tokenizer_type: str = option("bpe", "SentencePiece algorithm for the tokenizer", ("bpe", "unigram"))
     val_fraction: float = option(0.05, "share of documents held out for validation")

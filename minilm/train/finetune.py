@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from minilm.checkpoint import lm_from_dir, load_checked_tokenizer, load_model_config, read_config
+from minilm.common.distributed import Distributed, init_distributed, refuse_torchrun, split_batch
 from minilm.common.errors import UserError, exit_on_user_error
 from minilm.common.files import atomic_write, load_torch, save_csv, save_json, save_torch
 from minilm.common.flags import add_flags, command_for, command_line, make_parser, values_for
@@ -133,24 +134,36 @@ def build_model(cfg: FinetuneConfig, init: str, num_labels: int) -> MiniLMForSeq
 
 
 def prepare_training(cfg: FinetuneConfig, init: str, train: Split, num_labels: int, device: torch.device,
-                     dtype: torch.dtype) -> tuple[MiniLMForSequenceClassification, Trainer, Callable]:
-    """A fresh classifier from `init`, frozen as --freeze says, its Trainer, and its loss function."""
+                     dtype: torch.dtype, ddp: Distributed) -> tuple[MiniLMForSequenceClassification, Trainer, Callable]:
+    """A fresh classifier from `init`, frozen as --freeze says, its Trainer, and its loss function.
+
+    Under torchrun each rank computes the loss of its slice of every batch (split_batch), so
+    --batch-size stays the global batch and the run matches one process.
+    """
     seed_everything(cfg.seed)
     model = build_model(cfg, init, num_labels).to(device)
-    trainable, total = freeze_layers(model, cfg.freeze)
-    print(f"[{init}] {trainable:,} of {total:,} parameters train (--freeze {cfg.freeze})")
+    ddp.seed_dropout(cfg.seed)
+    freeze_layers(model, cfg.freeze)
+    if not cfg.lm_loss_weight and not model.cfg.tie_weights:
+        # An untied LM head only learns from the auxiliary LM loss; without it no gradient ever
+        # reaches the head, and DistributedDataParallel would wait for one.
+        model.lm_head.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if ddp.is_main:
+        print(f"[{init}] {trainable:,} of {model.num_parameters():,} parameters train (--freeze {cfg.freeze})")
     steps_per_epoch = -(-len(train.seqs) // cfg.batch_size)
     max_steps = min(cfg.max_steps or cfg.epochs * steps_per_epoch, cfg.epochs * steps_per_epoch)
     settings = OptimSettings(cfg.lr, cfg.min_lr, min(cfg.warmup_steps, max_steps - 1), max_steps, 0.0,
                              cfg.weight_decay, cfg.grad_clip)
     check_settings(settings)
     head_scale = {"head.": cfg.head_lr / cfg.lr} if cfg.head_lr else None
-    trainer = Trainer(model, settings, device, dtype, lr_scale=head_scale)
+    trainer = Trainer(model, settings, device, dtype, lr_scale=head_scale, distributed=ddp.enabled)
     weights = class_weight_tensor(train, num_labels, device) if cfg.class_weights == "auto" else None
 
     def loss_fn(m, batch):
-        ids, mask, y = (t.to(device) for t in batch)
-        return m(ids, mask, y, lm_loss_weight=cfg.lm_loss_weight, class_weights=weights)[1]
+        rows, share = split_batch(batch, ddp)  # this rank's rows; share weights their mean loss
+        ids, mask, y = (t.to(device) for t in rows)
+        return share * m(ids, mask, y, lm_loss_weight=cfg.lm_loss_weight, class_weights=weights)[1]
 
     return model, trainer, loss_fn
 
@@ -176,24 +189,29 @@ class EpochState:
 
 
 def train_classifier(cfg: FinetuneConfig, init: str, prepared: tuple, splits: dict[str, Split], labels: LabelMap,
-                     tokenizer: Tokenizer, out: Path) -> MiniLMForSequenceClassification:
+                     tokenizer: Tokenizer, out: Path, ddp: Distributed) -> MiniLMForSequenceClassification:
     """Fine-tune the model prepare_training made from `init` (a dir or "scratch"); keep the best valid
-    epoch in out/model.pt and return it."""
+    epoch in out/model.pt and return it.
+
+    Under torchrun every rank trains; rank 0 alone evaluates, writes, and decides early stopping.
+    """
     model, trainer, loss_fn = prepared
     state = EpochState()
-    tensorboard = TensorBoardLog(cfg.tensorboard, out / "tensorboard")
-    bar = progress(total=trainer.settings.max_steps, unit="step", desc=f"fine-tuning ({init})")
+    tensorboard = TensorBoardLog(cfg.tensorboard and ddp.is_main, out / "tensorboard")
+    bar = progress(total=trainer.settings.max_steps, unit="step", desc=f"fine-tuning ({init})", enabled=ddp.is_main)
     for epoch in range(1, cfg.epochs + 1):
         losses = train_epoch(cfg, trainer, loss_fn, splits["train"], tokenizer, epoch, bar, out)
-        end_epoch(cfg, model, trainer, splits["valid"], labels, state, epoch, sum(losses) / len(losses), out, bar)
-        tensorboard.log(state.rows[-1], trainer.step_count)
-        if trainer.done or (cfg.patience and state.stale >= cfg.patience):
+        if ddp.is_main:
+            end_epoch(cfg, model, trainer, splits["valid"], labels, state, epoch, sum(losses) / len(losses), out, bar)
+            tensorboard.log(state.rows[-1], trainer.step_count)
+        if trainer.done or ddp.main_decides(bool(cfg.patience) and state.stale >= cfg.patience):
             break
     bar.total = trainer.step_count  # early stopping ends the run before its planned steps: 100% all the same
     bar.refresh()
     bar.close()
     tensorboard.close()
-    model.load_state_dict(load_torch(out / "model.pt"))  # the best epoch, not the last
+    if ddp.is_main:
+        model.load_state_dict(load_torch(out / "model.pt"))  # the best epoch, not the last
     return model
 
 
@@ -309,23 +327,31 @@ def save_run_files(cfg: FinetuneConfig, out: Path, source_config: dict, tokenize
               out / "config.json")
 
 
-def run(cfg: FinetuneConfig) -> FinetuneReport:
-    """Fine-tune as `cfg` says, report on the held-out splits; return the report (also saved)."""
-    device = resolve_device(cfg.device)
+def run(cfg: FinetuneConfig) -> FinetuneReport | None:
+    """Fine-tune as `cfg` says, report on the held-out splits; return the report (also saved).
+
+    Under torchrun the ranks share every batch (data-parallel); only rank 0 evaluates, writes
+    --out and returns the report.
+    """
+    ddp, device = init_distributed(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     if cfg.tensorboard:
         summary_writer_class()  # a missing package is an error now, before any work
     out = Path(cfg.out)
-    # Everything that can be checked without writing is checked before the out dir is claimed.
+    # Everything that can be checked without writing is checked before the out dir is claimed
+    # (on every rank, so under torchrun they all stop at a bad flag, none waits for the others).
     check_sources_survive(cfg)
     check_out_dir(out, resume=False, overwrite=cfg.overwrite, can_resume=False)
-    source_config, tokenizer, splits, labels = prepare_data(cfg)
+    with ddp.main_first():  # rank 0 generates the default data if it is missing
+        source_config, tokenizer, splits, labels = prepare_data(cfg)
+    prepared = prepare_training(cfg, cfg.init, splits["train"], len(labels), device, dtype, ddp)
+    enable_tf32()
+    if not ddp.is_main:
+        return train_and_report(cfg, prepared, splits, labels, tokenizer, out, device, dtype, ddp)
     with claim_out_dir(out, resume=False, overwrite=cfg.overwrite, can_resume=False) as run_dir:
-        prepared = prepare_training(cfg, cfg.init, splits["train"], len(labels), device, dtype)
         run_dir.replace_old_run()  # --overwrite: the first write of the new run is next
-        enable_tf32()
         save_run_files(cfg, out, source_config, tokenizer, labels)
-        return train_and_report(cfg, prepared, splits, labels, tokenizer, out, device, dtype)
+        return train_and_report(cfg, prepared, splits, labels, tokenizer, out, device, dtype, ddp)
 
 
 def check_sources_survive(cfg: FinetuneConfig) -> None:
@@ -341,36 +367,47 @@ def check_sources_survive(cfg: FinetuneConfig) -> None:
 
 
 def train_and_report(cfg: FinetuneConfig, prepared: tuple, splits: dict[str, Split], labels: LabelMap,
-                     tokenizer: Tokenizer, out: Path, device: torch.device, dtype: torch.dtype) -> FinetuneReport:
-    """Train, report on the held-out splits (and, with --compare-scratch, the same from random weights)."""
-    model = train_classifier(cfg, cfg.init, prepared, splits, labels, tokenizer, out)
-    report = FinetuneReport(report_splits(model, splits, labels, device, dtype, cfg, out,
-                                          f"fine-tuned from {cfg.init}"))
+                     tokenizer: Tokenizer, out: Path, device: torch.device, dtype: torch.dtype,
+                     ddp: Distributed) -> FinetuneReport | None:
+    """Train, report on the held-out splits (and, with --compare-scratch, the same from random weights).
+    Only rank 0 evaluates, writes and returns the report."""
+    model = train_classifier(cfg, cfg.init, prepared, splits, labels, tokenizer, out, ddp)
+    report = None
+    if ddp.is_main:
+        report = FinetuneReport(report_splits(model, splits, labels, device, dtype, cfg, out,
+                                              f"fine-tuned from {cfg.init}"))
     if cfg.compare_scratch and cfg.init != "scratch":
         scratch_out = out / SCRATCH_DIR
-        scratch_out.mkdir(exist_ok=True)
+        if ddp.is_main:
+            scratch_out.mkdir(exist_ok=True)
         scratch_cfg = replace(cfg, shape_from=cfg.init)
-        scratch_prepared = prepare_training(scratch_cfg, "scratch", splits["train"], len(labels), device, dtype)
+        scratch_prepared = prepare_training(scratch_cfg, "scratch", splits["train"], len(labels), device, dtype, ddp)
         scratch_model = train_classifier(scratch_cfg, "scratch", scratch_prepared, splits, labels, tokenizer,
-                                         scratch_out)
-        report.scratch = report_splits(scratch_model, splits, labels, device, dtype, cfg, scratch_out, "from scratch")
-        print(format_comparison(report.splits, report.scratch))
-    save_json(report.to_json(), out / "report.json")
-    print(f"saved to {out}/: model.pt, config.json, tokenizer.model, labels.json, metrics.csv, report.json, "
-          f"predictions.tsv" + (", loss.png" if (out / "loss.png").exists() else ""))
-    print(f"next: classify new text: {command_for('predict')} --ckpt {out} --text \"your text here\"   "
-          f"(or --text-file FILE, one text a line)")
+                                         scratch_out, ddp)
+        if ddp.is_main:
+            report.scratch = report_splits(scratch_model, splits, labels, device, dtype, cfg, scratch_out,
+                                           "from scratch")
+            print(format_comparison(report.splits, report.scratch))
+    if ddp.is_main:
+        save_json(report.to_json(), out / "report.json")
+        print(f"saved to {out}/: model.pt, config.json, tokenizer.model, labels.json, metrics.csv, report.json, "
+              f"predictions.tsv" + (", loss.png" if (out / "loss.png").exists() else ""))
+        print(f"next: classify new text: {command_for('predict')} --ckpt {out} --text \"your text here\"   "
+              f"(or --text-file FILE, one text a line)")
+    ddp.close()
     return report
 
 
 def find_lr(cfg: FinetuneConfig) -> lr_finder.LRFinding:
     """--find-lr: the learning-rate range test (minilm/train/lr_finder.py) on the classifier as --ckpt and
     --freeze make it, with shuffled training batches; writes only out/lr_find.*."""
+    refuse_torchrun("--find-lr")
     device = resolve_device(cfg.device)
     check_writable_dir(Path(cfg.out))
     _, _, splits, labels = prepare_data(cfg)
     train = splits["train"]
-    _, trainer, loss_fn = prepare_training(cfg, cfg.init, train, len(labels), device, resolve_dtype(cfg.dtype, device))
+    _, trainer, loss_fn = prepare_training(cfg, cfg.init, train, len(labels), device, resolve_dtype(cfg.dtype, device),
+                                           Distributed())
     batches = ([batch] for epoch in itertools.count(1)
                for batch in classification_batches(train.seqs, train.label_ids, cfg.batch_size, Tokenizer.pad_id,
                                                    shuffle=True, seed=cfg.seed, epoch=epoch))
@@ -379,6 +416,7 @@ def find_lr(cfg: FinetuneConfig) -> lr_finder.LRFinding:
 
 def predict(cfg: FinetuneConfig) -> dict:
     """--predict / --predict-file: classify new texts with the fine-tuned model in --out."""
+    refuse_torchrun("--predict")
     return run_predict(cfg.out, cfg.predict, cfg.predict_file, cfg.max_length, resolve_device(cfg.device))
 
 

@@ -18,22 +18,14 @@ from pathlib import Path
 import torch
 
 from minilm.checkpoint import read_config
+from minilm.common.distributed import Distributed, init_distributed, refuse_torchrun
 from minilm.common.errors import UserError, exit_on_user_error
 from minilm.common.files import atomic_write_text, load_torch, save_csv, save_json, save_torch
 from minilm.common.flags import add_flags, command_for, command_line, flag_name, make_parser, parse_given, values_for
 from minilm.common.plots import plot_curves
 from minilm.common.progress import progress
 from minilm.common.run_dir import RunDir, check_out_dir, check_writable_dir, claim_out_dir
-from minilm.common.runtime import (
-    Distributed,
-    autocast,
-    enable_tf32,
-    init_distributed,
-    resolve_dtype,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-)
+from minilm.common.runtime import autocast, enable_tf32, resolve_dtype, rng_state, seed_everything, set_rng_state
 from minilm.common.tensorboard import TensorBoardLog, summary_writer_class
 from minilm.model.config import ModelConfig
 from minilm.model.gpt import MiniLM
@@ -43,7 +35,7 @@ from minilm.text.lm_data import LMBatcher, TokenCache, build_token_cache, fixed_
 from minilm.text.tokenizer import Tokenizer
 from minilm.tools.metrics import perplexity
 from minilm.train import lr_finder
-from minilm.train.config import PretrainConfig
+from minilm.train.config import PRESET_JOB_DEFAULTS, PretrainConfig
 from minilm.train.trainer import OptimSettings, Trainer, check_settings
 
 METRIC_COLUMNS = ["step", "tokens", "lr", "train_loss", "val_loss", "val_ppl", "val_bpb", "elapsed_s", "tokens_per_s"]
@@ -141,24 +133,21 @@ def prepare_tokens(cfg: PretrainConfig, out: Path, ddp: Distributed, resume: boo
 
     A new tokenizer stays in memory: the caller saves it once the run is sure to start (with
     --overwrite, the old run's tokenizer.model is still in place until then). Under DDP, rank 0
-    does the work while the others wait at the barrier, then reuse its files.
+    does the work (the default data too) while the others wait, then they reuse its files.
     """
-    data_path = corpus_path(cfg)
-    tokenizer = None
-    if ddp.is_main:
-        if resume:
+    with ddp.main_first():
+        data_path = corpus_path(cfg)
+        if not ddp.is_main:
+            tokenizer = Tokenizer.load(out / "tokenizer.model")
+        elif resume:
             tokenizer = Tokenizer.load(out / "tokenizer.model")
         else:
             print(f"training a {cfg.tokenizer_type} tokenizer with {cfg.vocab_size} pieces on {data_path}")
             started = time.perf_counter()
             tokenizer = Tokenizer.train(data_path, None, cfg.vocab_size, cfg.tokenizer_type)
             print(f"tokenizer trained in {time.perf_counter() - started:.0f} s")
-        if ddp.enabled:
-            tokenizer.save(out / "tokenizer.model")  # the other ranks read it after the barrier
-        cache = build_token_cache(data_path, tokenizer, out / "tokens", cfg.val_fraction)
-    ddp.barrier()
-    if not ddp.is_main:
-        tokenizer = Tokenizer.load(out / "tokenizer.model")
+            if ddp.enabled:
+                tokenizer.save(out / "tokenizer.model")  # the other ranks load it once rank 0 is done
         cache = build_token_cache(data_path, tokenizer, out / "tokens", cfg.val_fraction)
     return tokenizer, cache
 
@@ -214,6 +203,7 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
     seed_everything(cfg.seed)
     tokenizer, cache = prepare_tokens(cfg, out, ddp, cfg.resume)
     model = MiniLM(cfg.model_config(tokenizer.vocab_size)).to(device)
+    ddp.seed_dropout(cfg.seed)
     T = model.cfg.context_length
     batcher = LMBatcher(cache.train, T, cfg.batch_size, cfg.seed, ddp.rank, ddp.world_size, name="train split")
     val = ValidationSet(fixed_batches(cache.val, T, cfg.batch_size, cfg.eval_batches, seed=cfg.seed),
@@ -221,7 +211,7 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
                         bytes_per_token(cache.meta))
     trainer = Trainer(model, settings, device, dtype, distributed=ddp.enabled, compile=cfg.compile)
     tensorboard = TensorBoardLog(cfg.tensorboard and ddp.is_main, out / "tensorboard")
-    state = restore(out, model, trainer, batcher) if cfg.resume else RunState()
+    state = restore(out, model, trainer, batcher, ddp, device) if cfg.resume else RunState()
     if run_dir is not None:
         if not cfg.resume:
             run_dir.replace_old_run()  # --overwrite: the first write of the new run is next
@@ -236,13 +226,18 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
     clock = StepClock(trainer)
     while not trainer.done:
         loss = train_step(trainer, batcher, cfg.grad_accum, device, state, out)
+        if trainer.last_step_skipped:
+            continue  # fp16 overflow: no update, the step count stays, the scaler lowered its scale
         tok_s = tokens_per_step * trainer.step_count / max(trainer.elapsed, 1e-9)
         bar.total = planned_steps(trainer)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{trainer.lr:.2e}", tok_s=f"{tok_s:,.0f}")
         clock.announce_eta(bar)
+        # every rank's RNG state, for an exact resume (only rank 0 writes them)
+        rngs = ddp.gather(rng_state(device)) if checkpoint_due(cfg, trainer) else []
         if ddp.is_main:
-            evaluate_and_save(cfg, out, model, trainer, batcher, val, state, tokens_per_step, tok_s, bar, tensorboard)
+            evaluate_and_save(cfg, out, model, trainer, batcher, val, state, tokens_per_step, tok_s, bar, rngs,
+                              tensorboard)
         elif trainer.step_count % cfg.eval_every == 0 or trainer.done:
             val_loss(model, val.batches, device, dtype)  # every rank runs the model the same number of times
     bar.refresh()
@@ -313,12 +308,18 @@ def train_step(trainer: Trainer, batcher: LMBatcher, grad_accum: int, device: to
     return loss
 
 
+def checkpoint_due(cfg: PretrainConfig, trainer: Trainer) -> bool:
+    """Whether evaluate_and_save may evaluate or save after this step (so every rank's RNG is needed)."""
+    step = trainer.step_count
+    return step % cfg.eval_every == 0 or step % cfg.save_every == 0 or trainer.done
+
+
 def evaluate_and_save(cfg: PretrainConfig, out: Path, model: MiniLM, trainer: Trainer, batcher: LMBatcher,
                       val: ValidationSet, state: RunState, tokens_per_step: int, tok_s: float, bar,
-                      tensorboard: TensorBoardLog) -> None:
+                      rngs: list[dict], tensorboard: TensorBoardLog) -> None:
     """Every --eval-every steps: validation loss, a metrics row, model.pt if it is the best so far.
     Every --save-every steps, at the end and with every new best: trainer_state.pt (for --resume),
-    so the resumable state never lags behind model.pt."""
+    so the resumable state never lags behind model.pt. rngs: every rank's RNG state, in rank order."""
     step = trainer.step_count
     new_best = False
     if step % cfg.eval_every == 0 or trainer.done:
@@ -340,21 +341,24 @@ def evaluate_and_save(cfg: PretrainConfig, out: Path, model: MiniLM, trainer: Tr
         plot_curves(state.rows, "step", ["train_loss", "val_loss"], out / "loss.png", "pretraining loss (nats/token)")
     if step % cfg.save_every == 0 or trainer.done or new_best:
         save_torch({"model": model.state_dict(), "trainer": trainer.state_dict(), "batcher": batcher.state_dict(),
-                    "rng": rng_state(), "history": state.to_dict()}, out / "trainer_state.pt")
+                    "rng": rngs, "world_size": len(rngs), "history": state.to_dict()}, out / "trainer_state.pt")
         state.last_saved_step = step
 
 
-def restore(out: Path, model: MiniLM, trainer: Trainer, batcher: LMBatcher) -> RunState:
+def restore(out: Path, model: MiniLM, trainer: Trainer, batcher: LMBatcher, ddp: Distributed,
+            device: torch.device) -> RunState:
     """--resume: weights, optimizer, schedule, data position and RNG exactly as trainer_state.pt saved them."""
     path = out / "trainer_state.pt"
     saved = load_torch(path)
+    ddp.check_world_size(saved.get("world_size", 1) if isinstance(saved, dict) else 1)
     try:
         model.load_state_dict(saved["model"])
         trainer.load_state_dict(saved["trainer"])
         batcher.load_state_dict(saved["batcher"])
-        set_rng_state(saved["rng"])
+        rngs = saved["rng"] if isinstance(saved["rng"], list) else [saved["rng"]]  # one per rank
+        set_rng_state(rngs[ddp.rank], device)
         return RunState(**saved["history"], last_saved_step=trainer.step_count)
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise UserError(f"{path} does not fit this run ({detail}); it was written by another version or "
                         f"changed by hand: resume from a good copy, or start over with --overwrite") from None
@@ -429,9 +433,8 @@ def find_lr(cfg: PretrainConfig) -> lr_finder.LRFinding:
     The tokenizer and token cache go to a temporary dir, so --out receives only lr_find.* and
     a finished run there stays exactly as it was.
     """
+    refuse_torchrun("--find-lr")
     ddp, device = init_distributed(cfg.device)
-    if ddp.enabled:
-        raise UserError("--find-lr runs in one process: start it with python, not torchrun")
     check_writable_dir(Path(cfg.out))
     dtype = resolve_dtype(cfg.dtype, device)
     settings = optim_settings(cfg)
@@ -486,6 +489,8 @@ def parse_args(argv: list[str] | None = None) -> PretrainConfig:
     add_flags(parser, PretrainConfig, "pretraining job")
     add_flags(parser, ModelConfig, "model (each overrides the --preset)", skip=("vocab_size",),
               defaults_from_elsewhere=True)
+    # a flag the user gives beats the preset's job default, which beats the field's default
+    parser.set_defaults(**PRESET_JOB_DEFAULTS.get(parser.parse_known_args(argv)[0].preset, {}))
     args, given = parse_given(parser, argv)
     if args.resume:
         return resumed_config(args, given)

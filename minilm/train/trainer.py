@@ -23,6 +23,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from minilm.common.distributed import mean_across_processes
 from minilm.common.errors import UserError
 from minilm.common.runtime import autocast
 
@@ -93,6 +94,9 @@ class Trainer:
         self.forward_model = self.ddp_model or model
         if compile:
             self.forward_model = torch.compile(self.forward_model)
+        # The first step of a compiled model spends most of its time compiling (a minute or more):
+        # it is left off the clock, so --max-time and tokens/s measure training.
+        self.compiling = compile
         groups = param_groups(model, settings.weight_decay, lr_scale)
         # fused=True runs the whole AdamW update as one kernel per parameter group instead of a
         # Python loop over tensors: ~5x faster optimizer steps on a CPU (torch >= 2.4), more on CUDA.
@@ -100,9 +104,10 @@ class Trainer:
                                            fused=device.type in ("cuda", "cpu"))
         # fp16 overflows above 65504: scale the loss up for backward, and the grads back down.
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-        self.step_count = 0
+        self.step_count = 0  # optimizer updates applied: the schedule's position
         self.elapsed = 0.0  # seconds spent inside step() so far (not evaluating), kept across resumes
         self.lr = 0.0
+        self.last_step_skipped = False  # the GradScaler found inf/NaN gradients and skipped the update
 
     @property
     def progress(self) -> float:
@@ -143,21 +148,39 @@ class Trainer:
                     loss = loss_fn(model, batch)
                 self.scaler.scale(loss / len(batches)).backward()
             total += loss.detach()
-        mean_loss = (total / len(batches)).item()
+        mean_loss = total / len(batches)
+        if self.ddp_model is not None:
+            mean_loss = mean_across_processes(mean_loss)  # every rank logs, and checks, the same number
+        mean_loss = mean_loss.item()
         if not math.isfinite(mean_loss):
             self.optimizer.zero_grad(set_to_none=True)
             raise FloatingPointError(f"loss became {mean_loss} at step {self.step_count + 1}")
         if s.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self.last_step_skipped = not self._optimizer_step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.step_count += 1
-        self.elapsed += time.perf_counter() - started
+        if not self.last_step_skipped:
+            self.step_count += 1
+        if self.compiling:
+            self.compiling = False
+        else:
+            self.elapsed += time.perf_counter() - started
         if self.ddp_model is not None:
             self._agree_on_elapsed()
         return mean_loss
+
+    def _optimizer_step(self) -> bool:
+        """Update the weights; False when the fp16 GradScaler skipped the update.
+
+        With fp16 the scaler skips a step whose scaled gradients overflowed, and halves its scale.
+        A skipped step must not advance the schedule (nothing was learned), and a lowered scale is
+        the one sign of it the scaler gives.
+        """
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return scale is None or self.scaler.get_scale() >= scale
 
     def _agree_on_elapsed(self) -> None:
         """Every process takes the slowest one's clock, so with --max-time they all compute the
