@@ -79,6 +79,8 @@ def top_ops_table(step, rows: int) -> str:
 
 
 def run(args: argparse.Namespace, peaks: dict[torch.dtype, float] | None = None) -> None:
+    if args.device != "cpu":  # the targets are CPU targets: run them on the CPU next to any GPU
+        args.device, peaks = "cpu", None  # (a GPU's peak would make every CPU MFU meaningless)
     device = setup(args)
     peaks = peaks or peak_flops_for(args, device)
     warmup, iters = (0, 1) if args.smoke else (1, 3) if args.quick else (2, 6)

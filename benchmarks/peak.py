@@ -15,6 +15,7 @@ or throttled.
 from __future__ import annotations
 
 import argparse
+import re
 import time
 
 import torch
@@ -22,9 +23,39 @@ import torch
 from benchmarks.common import add_common_args, format_table, record, setup, sync
 
 
+# Dense tensor-core peaks from NVIDIA's datasheets, in TFLOP/s (no 2:4 sparsity), as published
+# MFU figures use them. fp32 matmuls run as TF32 on a GPU (minilm's jobs and these benchmarks
+# enable it), so the fp32 rows are measured against the TF32 peak. GeForce cards are listed at
+# the fp32-accumulate rate, which is what torch's matmuls use. First matching pattern wins, so
+# specific names come before general ones ("A100" before "A10").
+DATASHEET_PEAKS = [  # (regex on torch.cuda.get_device_name, {"bf16", "fp16", "tf32": TFLOP/s})
+    (r"H100.*PCIe", {"bf16": 756, "fp16": 756, "tf32": 378}),
+    (r"H100.*NVL", {"bf16": 835, "fp16": 835, "tf32": 418}),
+    (r"H100|H200|GH200", {"bf16": 989, "fp16": 989, "tf32": 495}),
+    (r"A100", {"bf16": 312, "fp16": 312, "tf32": 156}),
+    (r"L40S", {"bf16": 362, "fp16": 362, "tf32": 183}),
+    (r"\bA10\b", {"bf16": 125, "fp16": 125, "tf32": 62.5}),
+    (r"\bL4\b", {"bf16": 121, "fp16": 121, "tf32": 60}),
+    (r"RTX 4090", {"bf16": 165, "fp16": 165, "tf32": 82.6}),
+    (r"RTX 3090", {"bf16": 71, "fp16": 71, "tf32": 35.6}),
+    (r"V100", {"fp16": 125}),  # no bf16 or TF32 tensor cores before Ampere
+    (r"\bT4\b", {"fp16": 65}),
+]
+DATASHEET_KEY = {torch.float32: "tf32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def datasheet_peak(device_name: str, dtype: torch.dtype) -> float | None:
+    """The vendor's peak FLOP/s of this GPU for matmuls in dtype, or None if the table lacks it."""
+    for pattern, peaks in DATASHEET_PEAKS:
+        if re.search(pattern, device_name):
+            tflops = peaks.get(DATASHEET_KEY[dtype])
+            return tflops * 1e12 if tflops else None
+    return None
+
+
 def dtypes_for(device: torch.device) -> list[torch.dtype]:
-    """fp32 everywhere; bf16 on GPUs, where tensor cores make it the precision that matters."""
-    return [torch.float32, torch.bfloat16] if device.type == "cuda" else [torch.float32]
+    """fp32 everywhere (TF32 on a GPU); bf16 and fp16 on GPUs, where tensor cores make them matter."""
+    return [torch.float32, torch.bfloat16, torch.float16] if device.type == "cuda" else [torch.float32]
 
 
 def sizes_for(args: argparse.Namespace, device: torch.device) -> list[int]:
@@ -75,10 +106,33 @@ def measure_peak(args: argparse.Namespace, device: torch.device) -> tuple[dict[t
     for dtype in dtypes_for(device):
         rates = {n: sustained_matmul_flops(n, dtype, device, seconds, windows) for n in sizes_for(args, device)}
         best[dtype] = max(rates.values())
-        rows += [[str(dtype).removeprefix("torch."), n, flops / 1e9, "← peak" if flops == best[dtype] else ""]
+        rows += [[dtype_label(dtype, device), n, flops / 1e9, "← peak" if flops == best[dtype] else ""]
                  for n, flops in rates.items()]
     table = format_table(["dtype", "n", "GFLOP/s", ""], rows)
     return best, table
+
+
+def dtype_label(dtype: torch.dtype, device: torch.device) -> str:
+    """"float32", or "float32 (TF32)" on a GPU, where the matmuls run on TF32 tensor cores."""
+    name = str(dtype).removeprefix("torch.")
+    return name + " (TF32)" if dtype == torch.float32 and device.type == "cuda" else name
+
+
+def datasheet_mfu(flops: float, device: torch.device, dtype: torch.dtype) -> str:
+    """Achieved FLOP/s over the datasheet peak, as published MFU figures are; "—" on a CPU or an unlisted GPU."""
+    peak = datasheet_peak(torch.cuda.get_device_name(device), dtype) if device.type == "cuda" else None
+    return f"{flops / peak:.1%}" if peak else "—"
+
+
+def datasheet_note(device: torch.device) -> str:
+    """The datasheet peaks the GPU MFU columns divide by, or why there are none."""
+    if device.type != "cuda":
+        return "no datasheet MFU on a CPU: the measured peak is the only ceiling"
+    name = torch.cuda.get_device_name(device)
+    peaks = {DATASHEET_KEY[d]: datasheet_peak(name, d) for d in dtypes_for(device)}
+    known = ", ".join(f"{k} {v / 1e12:g} TFLOP/s" for k, v in peaks.items() if v)
+    return (f"datasheet peaks of the {name} (dense): {known}" if known else
+            f"the {name} is not in benchmarks/peak.py DATASHEET_PEAKS: add its datasheet numbers")
 
 
 def peak_flops_for(args: argparse.Namespace, device: torch.device) -> dict[torch.dtype, float]:
@@ -107,7 +161,8 @@ def run(args: argparse.Namespace) -> dict[torch.dtype, float]:
     best, table = measure_peak(args, device)
     seconds, windows = windows_per_size(args)
     notes = [f"each size: the best of {windows} windows of {seconds} s of back-to-back calls into a reused "
-             "output; FLOPs = 2n³ per call; the best size is the peak MFU is computed against"]
+             "output; FLOPs = 2n³ per call; the best size is the peak MFU is computed against",
+             datasheet_note(device)]
     record(args, device, "Machine peak (square matmul)", [("sustained matmul throughput", table)], notes)
     return best
 

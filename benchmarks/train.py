@@ -16,7 +16,7 @@ import itertools
 import torch
 
 from benchmarks.common import MEMORY_NOTE, format_table, record, run_benchmark, setup
-from benchmarks.peak import peak_flops_for, refreshed
+from benchmarks.peak import datasheet_mfu, datasheet_note, dtype_label, peak_flops_for, refreshed
 from benchmarks.workloads import (
     PRESET_BATCH,
     PRESET_VOCAB,
@@ -27,7 +27,7 @@ from benchmarks.workloads import (
 )
 
 COLUMNS = ["preset", "attention", "compile", "dtype", "B×T", "ms/step", "tokens/s", "GFLOP/s", "MFU",
-           "memory MiB"]
+           "MFU (datasheet)", "memory MiB"]
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -75,21 +75,22 @@ def run(args: argparse.Namespace, peaks: dict[torch.dtype, float] | None = None)
         batch = 2 if args.smoke else PRESET_BATCH[preset]
         result = measure_lm_training(cfg, batch, cfg.context_length, device,
                                      StepOptions(compile=compiled, autocast=amp), warmup, iters)
-        row = [preset, attn, "on" if compiled else "off", "bf16" if amp else "fp32",
+        row = [preset, attn, "on" if compiled else "off", "bf16" if amp else dtype_label(torch.float32, device),
                f"{batch}×{cfg.context_length}", result.ms_per_step, result.items_per_s,
                result.achieved_flops / 1e9, result.memory_mib]
         measured.append((row, result.achieved_flops, amp or torch.float32))
         print(row, flush=True)
     peaks = refreshed(args, device, peaks)
-    # MFU against the peak of the precision the matmuls run in
-    rows = [[*row[:-1], f"{flops / peaks[dtype]:.1%}", row[-1]] for row, flops, dtype in measured]
+    # MFU against the peak of the precision the matmuls run in: measured here, and the vendor's
+    rows = [[*row[:-1], f"{flops / peaks[dtype]:.1%}", datasheet_mfu(flops, device, dtype), row[-1]]
+            for row, flops, dtype in measured]
     vocab = ", ".join(f"{p} {PRESET_VOCAB[p]}" for p in presets_for(args, device))
     notes = [f"vocab sizes: {vocab}; RoPE, dropout 0, AdamW (fused implementation), "
              f"median of {iters} steps after {warmup} warmup steps; compiled rows use fused attention",
              "MFU = flops_per_token × tokens/s ÷ the highest matmul peak of the same dtype measured in this "
              "run (before and after the sweep: "
              + ", ".join(f"{str(d).removeprefix('torch.')} {f / 1e9:.1f} GFLOP/s" for d, f in peaks.items())
-             + ")", MEMORY_NOTE[device.type]]
+             + ")", datasheet_note(device), MEMORY_NOTE[device.type]]
     record(args, device, "Training throughput by preset", [("training step = forward + backward + AdamW",
                                                             format_table(COLUMNS, rows))], notes)
 

@@ -1,9 +1,11 @@
 """Smoke tests: every benchmark runs one tiny iteration and writes its section (no timing asserted)."""
 
+import argparse
+
 import pytest
 import torch
 
-from benchmarks import finetune, generation, mfu_targets, peak, run_all, scaling, train
+from benchmarks import common, finetune, generation, mfu_targets, peak, run_all, scaling, train
 from benchmarks.common import DEFAULT_RESULTS, format_table
 
 SECTION_TITLES = {
@@ -65,3 +67,34 @@ def test_run_all_rejects_an_unknown_benchmark():
 def test_format_table_has_a_row_per_item():
     table = format_table(["a", "b"], [[1, 0.12345], ["x", 12345.6]])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.123 |", "| x | 12,346 |"]
+
+
+@pytest.mark.parametrize("name,dtype,tflops", [
+    ("NVIDIA H100 80GB HBM3", torch.bfloat16, 989),
+    ("NVIDIA H100 PCIe", torch.bfloat16, 756),
+    ("NVIDIA H200", torch.float32, 495),  # fp32 matmuls run as TF32
+    ("NVIDIA A100-SXM4-80GB", torch.float16, 312),
+    ("NVIDIA A10", torch.bfloat16, 125),  # not the A100's row
+    ("NVIDIA A10G", torch.bfloat16, None),  # not the A10's either: unlisted
+    ("Tesla T4", torch.float16, 65),
+    ("Tesla T4", torch.bfloat16, None),  # no bf16 tensor cores
+    ("Some Future GPU", torch.bfloat16, None),
+])
+def test_datasheet_peaks_by_device_name(name, dtype, tflops):
+    found = peak.datasheet_peak(name, dtype)
+    assert found == (tflops * 1e12 if tflops else None)
+
+
+def test_cpu_mfu_targets_run_on_the_cpu_even_when_a_gpu_is_asked_for(tmp_path, real_results_untouched):
+    results = tmp_path / "RESULTS.md"
+    mfu_targets.main(["--smoke", "--threads", "1", "--device", "cuda", "--no-profile", "--results", str(results)])
+    assert "GPU: none (run on CPU)" in results.read_text()
+
+
+def test_gpu_benchmarks_use_tf32_like_the_jobs(monkeypatch):
+    calls = []
+    monkeypatch.setattr(common, "enable_tf32", lambda: calls.append("tf32"))
+    args = argparse.Namespace(threads=0, device="cuda")
+    assert common.setup(args) == torch.device("cuda") and calls == ["tf32"]
+    common.setup(argparse.Namespace(threads=0, device="cpu"))
+    assert calls == ["tf32"]
