@@ -22,7 +22,6 @@ import torch
 
 from benchmarks.common import add_common_args, format_table, record, setup, sync
 
-
 # Dense tensor-core peaks from NVIDIA's datasheets, in TFLOP/s (no 2:4 sparsity), as published
 # MFU figures use them. fp32 matmuls run as TF32 on a GPU (minilm's jobs and these benchmarks
 # enable it), so the fp32 rows are measured against the TF32 peak. GeForce cards are listed at

@@ -158,13 +158,13 @@ def _finetune_worker(rank: int, port: int, pretrained: str, splits: dict, out: s
 
 
 # an untied LM head without the LM loss gets no gradient, and so do the frozen blocks: DDP must cope
-FINETUNE_FLAGS = dict(epochs=1, batch_size=25, freeze="embeddings")
+FINETUNE_FLAGS = dict(epochs=1, batch_size=25, freeze="embeddings", device="cpu")  # gloo, even next to a GPU
 
 
 @pytest.mark.slow
 def test_data_parallel_fine_tuning_on_two_processes_matches_one(tmp_path):
     pretrained = tmp_path / "pretrained"
-    pretrain.run(tiny_pretrain_config(pretrained, max_steps=4, model=dict(TINY_MODEL, tie_weights=False)))
+    pretrain.run(tiny_pretrain_config(pretrained, max_steps=4, model=dict(TINY_MODEL, tie_weights=False), device="cpu"))
     splits = {name: str(path) for name, path in write_labeled_splits(tmp_path).items()}
     finetune.run(tiny_finetune_config(pretrained, tmp_path / "one", splits, **FINETUNE_FLAGS))
     mp.spawn(_finetune_worker, args=(_free_port(), str(pretrained), splits, str(tmp_path / "two")), nprocs=2,
@@ -172,7 +172,8 @@ def test_data_parallel_fine_tuning_on_two_processes_matches_one(tmp_path):
     one, two = load_torch(tmp_path / "one" / "model.pt"), load_torch(tmp_path / "two" / "model.pt")
     for name, tensor in one.items():
         torch.testing.assert_close(two[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
-    # 128 examples in batches of 25: 13 + 12 rows per rank, the last batch of 3 as 2 + 1; the logged loss is the global one
+    # 128 examples in batches of 25: 13 + 12 rows per rank, the last batch of 3 as 2 + 1;
+    # the logged loss is the global batch's
     rows = [list(csv.DictReader((tmp_path / run / "metrics.csv").open())) for run in ("one", "two")]
     assert rows[0][0]["step"] == rows[1][0]["step"] == "6"
     assert float(rows[1][0]["train_loss"]) == pytest.approx(float(rows[0][0]["train_loss"]), rel=1e-4)

@@ -24,7 +24,6 @@ def scaled_warmup(max_steps: int) -> int:
     `--max-steps 6` works); 100 for a run bounded by time only (max_steps 0)."""
     return min(DEFAULT_WARMUP, int(WARMUP_SHARE * max_steps)) if max_steps > 0 else DEFAULT_WARMUP
 
-
 # Job defaults a preset brings for the flags the user does not give (train_pretrain.py applies
 # them). The defaults below suit the CPU presets; gpt2-small is a GPU model and takes GPT-2
 # small's recipe: a rate five times lower, a longer warmup, a real vocabulary and a step budget.
