@@ -69,7 +69,8 @@ class PretrainConfig:
     save_every: int = option(200, "write trainer_state.pt (for --resume) every N steps")
     num_samples: int = option(3, "texts to generate at the end of the run")
     device: str = option("auto", DEVICE_HELP)
-    dtype: str = option("auto", "training precision; auto = bf16 on a recent GPU, fp32 elsewhere",
+    dtype: str = option("auto", "training precision; auto = bf16 on GPUs with native bf16 (compute "
+                                "capability >= 8.0), fp16 with loss scaling on older GPUs, fp32 elsewhere",
                         ("auto", "fp32", "bf16", "fp16"))
     compile: bool = option(False, "torch.compile the model (faster on GPUs after a minute of compiling)")
     seed: int = option(1337, "random seed: same seed, same data order, same initial weights")
