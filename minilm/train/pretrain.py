@@ -226,7 +226,7 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
     clock = StepClock(trainer)
     while not trainer.done:
         loss = train_step(trainer, batcher, cfg.grad_accum, device, state, out)
-        if trainer.last_step_skipped:
+        if trainer.last_step_skipped and not trainer.done:
             continue  # fp16 overflow: no update, the step count stays, the scaler lowered its scale
         tok_s = tokens_per_step * trainer.step_count / max(trainer.elapsed, 1e-9)
         bar.total = planned_steps(trainer)
