@@ -98,6 +98,7 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.layer_index = layer_index  # this block's slot in a KV cache
         self.n_head, self.head_size, self.impl = cfg.n_head, cfg.head_size, cfg.attn_impl
+        self.qk_norm = cfg.qk_norm
         self.dropout = cfg.dropout
         # W_q, W_k, W_v for all heads at once: one (C -> 3C) matmul instead of 3·nh small ones.
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
@@ -135,6 +136,10 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        if self.qk_norm:
+            # QK-norm: q / RMS(q) and k / RMS(k) per head, so |q·k| / √hs <= √hs whatever the
+            # weights do: no runaway logits, no softmax collapsed onto one key.
+            q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)  # positions enter here
         return q, k, v

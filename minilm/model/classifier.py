@@ -58,7 +58,7 @@ class MiniLMForSequenceClassification(nn.Module):
         self.lm_head = make_lm_head(cfg, self.body)
         self.dropout = nn.Dropout(cfg.dropout if classifier_dropout is None else classifier_dropout)
         self.head = nn.Linear(cfg.d_model, num_labels, bias=head_bias)
-        self.apply(lambda m: init_weights(m, cfg.n_layer))
+        self.apply(lambda m: init_weights(m, cfg.n_layer, cfg.zero_init_residual))
         # Set by from_pretrained (minilm/interop/pretrained.py): what predict() needs besides weights.
         self.tokenizer = None  # a minilm.text.tokenizer.Tokenizer
         self.labels: list[str] | None = None  # class id -> label name

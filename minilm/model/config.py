@@ -14,7 +14,7 @@ from typing import Any
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 ATTN_IMPLS = ("explicit", "fused")
 NORMS = ("layernorm", "rmsnorm")
-ACTIVATIONS = ("gelu", "swiglu")
+ACTIVATIONS = ("gelu", "swiglu", "relu2")
 
 
 class ConfigError(ValueError):
@@ -54,13 +54,21 @@ class ModelConfig:
                             ATTN_IMPLS)
     norm: str = option("layernorm", "normalisation before each sub-layer: LayerNorm (GPT-2) or "
                                     "RMSNorm (LLaMA, no mean subtraction, a little cheaper)", NORMS)
-    activation: str = option("gelu", "MLP type: GELU (GPT-2) or SwiGLU (gated, LLaMA)", ACTIVATIONS)
+    activation: str = option("gelu", "MLP type: GELU (GPT-2), SwiGLU (gated, LLaMA) or ReLU² (relu(x)², "
+                                     "as cheap as GELU and better in nanochat's and Primer's ablations)",
+                             ACTIVATIONS)
     bias: bool = option(True, "use bias vectors in Linear layers and LayerNorm")
     tie_weights: bool = option(True, "share the token embedding matrix with the output projection "
                                      "(saves vocab_size*d_model parameters)")
-    d_ff: int = option(0, "hidden width of the MLP; 0 picks 4*d_model for GELU, and ~8/3*d_model "
+    d_ff: int = option(0, "hidden width of the MLP; 0 picks 4*d_model for GELU and ReLU², and ~8/3*d_model "
                           "rounded up to a multiple of 64 for SwiGLU (about the same parameter count)")
     rope_base: float = option(10000.0, "RoPE / sinusoidal base: the slowest frequency's wavelength scale")
+    qk_norm: bool = option(False, "QK-norm: scale each head's queries and keys to unit RMS before q·k, so "
+                                  "attention logits stay bounded and larger learning rates stay stable")
+    logit_softcap: float = option(0.0, "cap the output logits smoothly at ±c with c·tanh(z/c) (0 = off): "
+                                       "no token can become absurdly confident early in training")
+    zero_init_residual: bool = option(False, "initialise the projections that write into the residual "
+                                             "stream to zero, so every block starts as the identity")
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "n_layer", "n_head", "d_model"):
@@ -84,6 +92,8 @@ class ModelConfig:
             raise ConfigError(f"sinusoidal positions need an even d_model, got {self.d_model}")
         if not (self.rope_base > 0 and math.isfinite(self.rope_base)):
             raise ConfigError(f"rope_base must be positive, got {self.rope_base}")
+        if not self.logit_softcap >= 0:
+            raise ConfigError(f"logit_softcap must be >= 0 (0 = off), got {self.logit_softcap}")
         if self.d_ff < 0:
             raise ConfigError(f"d_ff must be >= 0 (0 = automatic), got {self.d_ff}")
         if self.d_ff == 0:
@@ -126,7 +136,7 @@ def check_type(name: str, value: Any, annotation: str) -> None:
 
 
 def default_d_ff(d_model: int, activation: str) -> int:
-    if activation == "gelu":
+    if activation in ("gelu", "relu2"):
         return 4 * d_model
     # SwiGLU has three matrices instead of two; 2/3 of 4*d_model keeps the parameter count equal.
     return 64 * -(-(8 * d_model // 3) // 64)

@@ -54,10 +54,12 @@ class MLP(nn.Module):
 
     gelu:    MLP(x) = GELU(x W_1) W_2                        W_1: C -> d_ff, W_2: d_ff -> C
     swiglu:  MLP(x) = (SiLU(x W_gate) ⊙ (x W_up)) W_2        a learned gate on each hidden unit
+    relu2:   MLP(x) = ReLU(x W_1)² W_2                       sparse like ReLU, smooth near 0
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        self.activation = cfg.activation
         self.gated = cfg.activation == "swiglu"
         self.up = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
         self.gate = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias) if self.gated else None
@@ -67,6 +69,8 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gated:
             hidden = F.silu(self.gate(x)) * self.up(x)  # (B, T, d_ff)
+        elif self.activation == "relu2":
+            hidden = F.relu(self.up(x)).square()  # (B, T, d_ff)
         else:
             hidden = F.gelu(self.up(x))  # (B, T, d_ff)
         return self.down(hidden)  # (B, T, C)
@@ -168,16 +172,21 @@ def token_positions(T: int, start: int, padding_mask: torch.Tensor | None, devic
     return (real.cumsum(dim=1) - real).clamp(min=0) + start  # (B, T): real tokens so far, before this one
 
 
-def init_weights(module: nn.Module, n_layer: int) -> None:
+def init_weights(module: nn.Module, n_layer: int, zero_residual: bool = False) -> None:
     """GPT-2 initialisation, applied to every submodule.
 
     Linear and embedding weights ~ N(0, 0.02²), biases 0. Projections that write into the
     residual stream (marked is_residual_projection) get std 0.02/√(2·n_layer): the stream is a
     sum of 2·n_layer such branches, so this keeps its variance roughly independent of depth.
+    With zero_residual they start at exactly 0: every block is then the identity at step 0 and
+    the network grows its depth from a working shallow model (their own gradients are not 0).
     """
     if isinstance(module, nn.Linear):
-        std = 0.02 / math.sqrt(2 * n_layer) if getattr(module, "is_residual_projection", False) else 0.02
+        residual = getattr(module, "is_residual_projection", False)
+        std = 0.02 / math.sqrt(2 * n_layer) if residual else 0.02
         nn.init.normal_(module.weight, mean=0.0, std=std)
+        if residual and zero_residual:
+            nn.init.zeros_(module.weight)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Embedding):
@@ -189,9 +198,27 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def make_lm_head(cfg: ModelConfig, body: TransformerBody) -> nn.Linear:
+class LMHead(nn.Linear):
+    """hidden (..., C) -> logits (..., V), optionally soft-capped: z -> c·tanh(z / c).
+
+    The cap is smooth (gradients never vanish abruptly) and almost the identity for |z| << c; it
+    only stops a logit from running off to ±∞, which early in training makes the loss spiky.
+    """
+
+    def __init__(self, d_model: int, vocab_size: int, softcap: float):
+        super().__init__(d_model, vocab_size, bias=False)
+        self.softcap = softcap
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(hidden)
+        if self.softcap:
+            logits = self.softcap * torch.tanh(logits / self.softcap)
+        return logits
+
+
+def make_lm_head(cfg: ModelConfig, body: TransformerBody) -> LMHead:
     """C -> V projection; with tie_weights it *is* the token embedding matrix (same storage)."""
-    head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+    head = LMHead(cfg.d_model, cfg.vocab_size, cfg.logit_softcap)
     if cfg.tie_weights:
         # An embedding row says "what this token means"; the output row says "what predicts this
         # token". Sharing them (Press & Wolf, 2017) saves V·C parameters and helps small models.
@@ -207,7 +234,7 @@ class MiniLM(nn.Module):
         self.cfg = cfg
         self.body = TransformerBody(cfg)
         self.lm_head = make_lm_head(cfg, self.body)
-        self.apply(lambda m: init_weights(m, cfg.n_layer))
+        self.apply(lambda m: init_weights(m, cfg.n_layer, cfg.zero_init_residual))
         self.tokenizer = None  # set by from_pretrained: a minilm.text.tokenizer.Tokenizer
 
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None,

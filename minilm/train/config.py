@@ -13,7 +13,8 @@ from minilm.common.errors import UserError
 from minilm.common.flags import check_numbers
 from minilm.common.runtime import DEVICE_HELP
 from minilm.model.config import PRESETS, ModelConfig, option
-from minilm.train.trainer import OptimSettings, check_settings
+from minilm.train.optim import OPTIMIZERS
+from minilm.train.trainer import SCHEDULES, OptimSettings, check_settings
 
 DEFAULT_WARMUP = 100  # steps of warmup for a run of 1,000 steps or more
 WARMUP_SHARE = 0.1  # shorter runs warm up for this share of their steps
@@ -57,6 +58,12 @@ class PretrainConfig:
                                             f"{DEFAULT_WARMUP}, or {WARMUP_SHARE:.0%} of a shorter --max-steps)")
     weight_decay: float = option(0.1, "AdamW decoupled weight decay on weight matrices")
     grad_clip: float = option(1.0, "clip the global gradient norm to this (0 = off)")
+    optimizer: str = option("adamw", "adamw for every parameter, or muon: orthogonalised momentum for the "
+                                     "matrices inside the blocks, AdamW for the rest (same --lr)", OPTIMIZERS)
+    schedule: str = option("cosine", "learning-rate decay after warmup: cosine to --min-lr, or wsd (stay at "
+                                     "--lr, then a straight line to --min-lr over the last --decay-fraction)",
+                           SCHEDULES)
+    decay_fraction: float = option(0.2, "with --schedule wsd: the share of the run spent decaying")
     # A step budget, not a time budget, decides the default run: the same steps and the same
     # result on any machine (bit-identical on a CPU), however busy. ~900 steps of the small
     # preset take about 6 minutes on a quiet 2-core CPU and are enough for the transfer lesson.

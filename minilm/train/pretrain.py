@@ -116,7 +116,8 @@ def next_micro_batches(batcher: LMBatcher, n: int, device: torch.device) -> list
 
 def optim_settings(cfg: PretrainConfig) -> OptimSettings:
     settings = OptimSettings(cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps, cfg.max_time,
-                             cfg.weight_decay, cfg.grad_clip, cfg.grad_accum)
+                             cfg.weight_decay, cfg.grad_clip, cfg.grad_accum, optimizer=cfg.optimizer,
+                             schedule=cfg.schedule, decay_fraction=cfg.decay_fraction)
     check_settings(settings)
     return settings
 
@@ -154,7 +155,7 @@ def prepare_tokens(cfg: PretrainConfig, out: Path, ddp: Distributed, resume: boo
 
 # Settings that decide what the resumed steps compute. Changing one would silently make a
 # different run; --max-steps, --max-time, --eval-every and --save-every may change (extend a run).
-RESUME_MUST_MATCH = ("data", "vocab_size", "tokenizer_type", "val_fraction", "batch_size", "grad_accum",
+RESUME_MUST_MATCH = ("data", "vocab_size", "tokenizer_type", "val_fraction", "batch_size", "grad_accum", "optimizer",
                      "eval_batches", "seed")
 
 

@@ -1,4 +1,4 @@
-"""The one training loop both jobs share: AdamW, warmup + cosine, accumulation, clipping, AMP.
+"""The one training loop both jobs share: the optimizer, the schedule, accumulation, clipping, AMP.
 
 A job (pretrain.py, finetune.py) owns its data and its evaluation; it hands the Trainer a
 function that computes the loss of one micro-batch, and calls `trainer.step(...)` once per
@@ -6,8 +6,8 @@ optimizer step. The Trainer does the rest:
 
     for each of grad_accum micro-batches:   loss_i / grad_accum  -> backward   (grads add up)
     clip ‖g‖ to grad_clip                   a rare huge gradient can't throw the weights far
-    lr = schedule(progress)                 linear warmup, then cosine decay to min_lr
-    AdamW update                            decoupled weight decay on matrices only
+    lr = schedule(progress)                 linear warmup, then cosine (or stable + linear) decay
+    optimizer update                        AdamW, or Muon + AdamW (minilm/train/optim.py)
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from torch.nn.parallel import DistributedDataParallel
 from minilm.common.distributed import mean_across_processes
 from minilm.common.errors import UserError
 from minilm.common.runtime import autocast
+from minilm.train.optim import build_optimizer
+
+SCHEDULES = ("cosine", "wsd")
 
 
 @dataclass
@@ -42,6 +45,9 @@ class OptimSettings:
     grad_accum: int = 1
     beta1: float = 0.9
     beta2: float = 0.95
+    optimizer: str = "adamw"  # or "muon" (minilm/train/optim.py)
+    schedule: str = "cosine"  # or "wsd": warmup, stable, decay
+    decay_fraction: float = 0.2  # wsd: the share of the run spent decaying to min_lr
 
 
 def lr_at(step: int, progress: float, s: OptimSettings) -> float:
@@ -53,31 +59,18 @@ def lr_at(step: int, progress: float, s: OptimSettings) -> float:
     Then cosine: lr_t = min_lr + ½(lr - min_lr)(1 + cos(π · progress)). Large steps early make
     fast progress; small steps late settle into a minimum. Progress is by steps, or by time when
     --max-time runs out first, so a time-boxed run still ends at min_lr.
+    Or warmup-stable-decay (wsd): lr until the last decay_fraction of the run, then a straight
+    line down to min_lr. The long stable phase keeps learning fast; the short decay at the end
+    buys most of what a cosine's slow decline buys, and the run's length need not be fixed early.
     """
     if step < s.warmup_steps:
         return s.lr * (step + 1) / s.warmup_steps
+    if s.schedule == "wsd":
+        decay_start = 1.0 - s.decay_fraction
+        if progress <= decay_start:
+            return s.lr
+        return s.lr + (s.min_lr - s.lr) * (progress - decay_start) / s.decay_fraction
     return s.min_lr + 0.5 * (s.lr - s.min_lr) * (1.0 + math.cos(math.pi * progress))
-
-
-def param_groups(model: nn.Module, weight_decay: float, lr_scale: dict[str, float] | None = None) -> list[dict]:
-    """Parameters split for AdamW: matrices decay, vectors (biases, norm gains) do not.
-
-    Weight decay pulls weights towards 0 as a regulariser; on a norm's gain or a bias that
-    only shifts or rescales, it fights the normalisation and helps nothing. Embeddings are
-    matrices and decay (as in GPT-2 / nanoGPT). lr_scale maps a name prefix (e.g. "head.") to
-    a multiplier of the base lr, for a separate classifier-head learning rate.
-    """
-    lr_scale = lr_scale or {}
-    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
-    seen: set[int] = set()
-    for name, param in model.named_parameters():
-        if not param.requires_grad or id(param) in seen:  # tied weights appear once
-            continue
-        seen.add(id(param))
-        scale = next((s for prefix, s in lr_scale.items() if name.startswith(prefix)), 1.0)
-        groups.setdefault((param.dim() >= 2, scale), []).append(param)
-    return [{"params": params, "weight_decay": weight_decay if decays else 0.0, "lr_scale": scale}
-            for (decays, scale), params in groups.items()]
 
 
 class Trainer:
@@ -97,11 +90,8 @@ class Trainer:
         # The first step of a compiled model spends most of its time compiling (a minute or more):
         # it is left off the clock, so --max-time and tokens/s measure training.
         self.compiling = compile
-        groups = param_groups(model, settings.weight_decay, lr_scale)
-        # fused=True runs the whole AdamW update as one kernel per parameter group instead of a
-        # Python loop over tensors: ~5x faster optimizer steps on a CPU (torch >= 2.4), more on CUDA.
-        self.optimizer = torch.optim.AdamW(groups, lr=settings.lr, betas=(settings.beta1, settings.beta2),
-                                           fused=device.type in ("cuda", "cpu"))
+        self.optimizer = build_optimizer(model, settings.optimizer, settings.lr, settings.weight_decay,
+                                         (settings.beta1, settings.beta2), lr_scale, device)
         # fp16 overflows above 65504: scale the loss up for backward, and the grads back down.
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.step_count = 0  # optimizer updates applied: the schedule's position
@@ -215,5 +205,7 @@ def check_settings(settings: OptimSettings) -> None:
                         f"--max-steps {s.max_steps}")
     if s.weight_decay < 0:
         raise UserError(f"--weight-decay must be >= 0, got {s.weight_decay}")
+    if not 0.0 < s.decay_fraction <= 1.0:
+        raise UserError(f"--decay-fraction must be in (0, 1], got {s.decay_fraction}")
     if s.grad_accum < 1:
         raise UserError(f"--grad-accum must be >= 1, got {s.grad_accum}")

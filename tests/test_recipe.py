@@ -1,0 +1,111 @@
+"""The modern pretraining recipe, one defining property per technique: Muon's orthogonal update,
+QK-norm, ReLU², the logit soft-cap, zero-initialised residual projections, warmup-stable-decay."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_config
+from jobs import tiny_pretrain_config
+
+from minilm import MiniLM
+from minilm.train import pretrain
+from minilm.train.optim import MuonWithAdamW, build_optimizer, is_hidden_matrix, unique_trainable
+from minilm.train.trainer import OptimSettings, lr_at
+
+CPU = torch.device("cpu")
+
+
+def test_muon_and_adamw_cover_every_parameter_exactly_once():
+    lm = MiniLM(tiny_config(tie_weights=True))
+    opt = build_optimizer(lm, "muon", 1e-3, 0.1, (0.9, 0.95), None, CPU)
+    assert isinstance(opt, MuonWithAdamW)
+    stepped = [id(p) for group in opt.param_groups for p in group["params"]]
+    assert len(stepped) == len(set(stepped)) == len(unique_trainable(lm))
+    muon_params = {id(p) for p in opt.muon.param_groups[0]["params"]}
+    for name, p in unique_trainable(lm):
+        # matrices inside the blocks go to Muon; the (tied) embedding, norms and biases to AdamW
+        assert (id(p) in muon_params) == (p.dim() == 2 and ".blocks." in f".{name}"), name
+
+
+def test_a_muon_update_is_orthogonal():
+    """ΔW / (lr · 0.2·√max(m, n)) = the orthogonalised momentum: all singular values ≈ 1,
+    whatever the spread of the gradient's singular values."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(48, 32, bias=False)  # W: (32, 48)
+    model = torch.nn.Module()
+    model.blocks = torch.nn.ModuleList([layer])
+    assert is_hidden_matrix("blocks.0.weight", layer.weight)
+    opt = MuonWithAdamW(model, lr=1e-2, weight_decay=0.0, betas=(0.9, 0.95), lr_scale=None, fused=False)
+    u, _ = torch.linalg.qr(torch.randn(32, 32))
+    v, _ = torch.linalg.qr(torch.randn(48, 32))
+    skewed = u @ torch.diag(torch.logspace(0, -1.5, 32)) @ v.T  # singular values from 1 down to 0.03
+    layer.weight.grad = skewed.clone()
+    before = layer.weight.detach().clone()
+    opt.step()
+    update = (before - layer.weight.detach()) / (1e-2 * 0.2 * 48 ** 0.5)
+    singular = torch.linalg.svdvals(update)
+    raw = torch.linalg.svdvals(skewed)
+    assert raw.max() / raw.min() > 30  # the gradient itself is far from orthogonal
+    assert singular.min() > 0.5 and singular.max() < 1.5, singular  # Newton–Schulz: all near 1
+
+
+def test_muon_trains_and_resumes_its_state(tmp_path):
+    out = tmp_path / "run"
+    report = pretrain.run(tiny_pretrain_config(out, optimizer="muon", schedule="wsd", max_steps=8))
+    assert report.best_val_loss < 5.0
+    state = torch.load(out / "trainer_state.pt", weights_only=True)
+    assert set(state["trainer"]["optimizer"]) == {"muon", "adamw"}
+
+
+def test_qk_norm_gives_unit_rms_queries_and_keys():
+    lm = MiniLM(tiny_config(qk_norm=True, pos_encoding="learned"))
+    attn = lm.body.blocks[0].attn
+    q, k, _ = attn.heads(torch.randn(2, 8, 32) * 5)  # (B, nh, T, hs)
+    for t in (q, k):
+        torch.testing.assert_close(t.pow(2).mean(-1).sqrt(), torch.ones(2, 4, 8), atol=1e-3, rtol=1e-3)
+
+
+def test_relu_squared_mlp_computes_its_formula():
+    mlp = MiniLM(tiny_config(activation="relu2")).body.blocks[0].mlp
+    x = torch.randn(3, 5, 32)
+    expected = F.relu(x @ mlp.up.weight.T + mlp.up.bias).square() @ mlp.down.weight.T + mlp.down.bias
+    torch.testing.assert_close(mlp(x), expected)
+    assert mlp.up.out_features == 4 * 32  # same width (and FLOPs) as GELU's
+
+
+def test_logit_softcap_bounds_the_logits_and_is_tanh_of_the_raw_ones():
+    capped = MiniLM(tiny_config(logit_softcap=2.0))
+    plain = MiniLM(tiny_config())
+    plain.load_state_dict(capped.state_dict())  # same weights, no cap
+    with torch.no_grad():
+        capped.lm_head.weight.mul_(50)  # make raw logits large
+        plain.lm_head.weight.mul_(50)
+    x = torch.randint(0, 97, (2, 10))
+    raw, _ = plain(x)
+    logits, _ = capped(x)
+    assert raw.abs().max() > 2.0 and logits.abs().max() <= 2.0
+    torch.testing.assert_close(logits, 2.0 * torch.tanh(raw / 2.0))
+
+
+def test_zero_initialised_residual_projections_make_every_block_the_identity():
+    lm = MiniLM(tiny_config(zero_init_residual=True, pos_encoding="learned"))
+    x = torch.randint(0, 97, (2, 10))
+    h0, _ = lm.body.embed(x)
+    torch.testing.assert_close(lm.body(x), lm.body.final_norm(h0))  # the blocks added nothing
+    for block in lm.body.blocks:
+        assert not block.attn.out_proj.weight.any() and not block.mlp.down.weight.any()
+    _, loss = lm(x, targets=x)
+    loss.backward()
+    assert lm.body.blocks[0].mlp.down.weight.grad.abs().sum() > 0  # and they do learn
+
+
+@pytest.mark.parametrize("decay_fraction", [0.2, 0.5])
+def test_warmup_stable_decay_schedule(decay_fraction):
+    s = OptimSettings(lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=100, max_time=0.0, weight_decay=0.1,
+                      grad_clip=1.0, schedule="wsd", decay_fraction=decay_fraction)
+    assert lr_at(4, 0.05, s) == pytest.approx(5e-4)  # warmup: linear
+    assert lr_at(30, 0.3, s) == pytest.approx(1e-3)  # stable at the peak
+    assert lr_at(50, 1.0 - decay_fraction, s) == pytest.approx(1e-3)
+    assert lr_at(99, 1.0, s) == pytest.approx(1e-4)  # decayed to min_lr at the end
+    half = 1.0 - decay_fraction / 2
+    assert lr_at(90, half, s) == pytest.approx(5.5e-4)  # straight line halfway down
