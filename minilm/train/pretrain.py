@@ -163,7 +163,8 @@ def check_resume(cfg: PretrainConfig, out: Path, model_cfg: ModelConfig) -> None
     """--resume continues the saved run only if the config describes the same run (the command
     line already starts from the saved config: see resumed_config)."""
     saved = read_config(out)
-    saved_job = {k: saved.get("job", {}).get(k) for k in RESUME_MUST_MATCH}
+    defaults = PretrainConfig.__dataclass_fields__  # a run saved before a setting existed had its default
+    saved_job = {k: saved.get("job", {}).get(k, defaults[k].default) for k in RESUME_MUST_MATCH}
     wanted_job = {k: getattr(cfg, k) for k in RESUME_MUST_MATCH}
     differ = {k: (saved_job[k], wanted_job[k]) for k in RESUME_MUST_MATCH if saved_job[k] != wanted_job[k]}
     saved_model, wanted_model = saved["model"], model_cfg.to_dict()
