@@ -62,6 +62,9 @@ REFUSALS = {  # what makes a model not exportable -> words the one-line message 
     "rope+swiglu+layernorm": (dict(activation="swiglu"), {}, "--activation gelu"),
     "mean pooling": ({}, dict(classifier=True, pooling="mean"), "--pooling last"),
     "head bias": ({}, dict(classifier=True, head_bias=True), "--no-head-bias"),
+    "qk-norm": (dict(qk_norm=True), {}, "--no-qk-norm"),
+    "logit soft-cap": (dict(logit_softcap=15.0), {}, "--logit-softcap 0"),
+    "relu2": (dict(activation="relu2"), {}, "--activation gelu"),
 }
 
 

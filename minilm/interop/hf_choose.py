@@ -33,6 +33,12 @@ def architecture_for(cfg: ModelConfig, classifier: dict | None = None) -> Archit
     if cfg.pos_encoding == "sinusoidal":
         raise UserError("cannot export: no transformers class adds a fixed sinusoidal table to √C-scaled "
                         f"embeddings; pretrain with {EXPORTABLE}")
+    if cfg.qk_norm:
+        raise UserError("cannot export: QK-norm (--qk-norm) has no equivalent in GPT-2, GPT-NeoX or Llama; "
+                        "pretrain with --no-qk-norm")
+    if cfg.logit_softcap:
+        raise UserError("cannot export: the logit soft-cap (--logit-softcap) has no equivalent in GPT-2, "
+                        "GPT-NeoX or Llama; pretrain with --logit-softcap 0")
     if shape not in BY_SHAPE:
         raise UserError(f"cannot export: no transformers class computes --pos-encoding {shape[0]} --norm "
                         f"{shape[1]} --activation {shape[2]}; pretrain with {EXPORTABLE}")
