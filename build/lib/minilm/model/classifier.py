@@ -1,0 +1,138 @@
+"""The fine-tuning model: the pretrained body plus a classification head (GPT-1, section 3.2).
+
+    h = Body(x_1..x_T)                              (B, T, C)   the same body as MiniLM
+    z = Pool(h, attention_mask)                     (B, C)      last real token, or masked mean
+    P(y | x) = softmax(z W_y + b_y)                 (B, num_labels)
+    L_cls = -1/B Σ_b log P(y_b | x_b)
+
+GPT-1 also keeps the language-model loss as an auxiliary objective while fine-tuning,
+L = L_cls + λ · L_lm (λ = lm_loss_weight), which the paper found improves generalisation and
+speeds up convergence. The LM head is kept for that (and so a fine-tuned model can still
+generate); with tied weights it costs no parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minilm.model.config import ModelConfig
+from minilm.model.gpt import MiniLM, TransformerBody, count_parameters, init_weights, make_lm_head
+
+POOLINGS = ("last", "mean")
+
+
+def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """hidden (B, T, C), attention_mask (B, T) of 1/0 -> one vector per sequence (B, C).
+
+    "last": the state of the last real token. In a causal model only that token has read the
+    whole text, which is why GPT-1 classifies from it. Never hidden[:, -1]: on a right-padded
+    batch that is a padding token.
+    "mean": the average over real tokens (each position weighted once, padding weighted 0).
+    """
+    mask = attention_mask.to(hidden.dtype)  # (B, T)
+    if pooling == "mean":
+        summed = (hidden * mask[:, :, None]).sum(dim=1)  # (B, C)
+        return summed / mask.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, C)
+    positions = torch.arange(hidden.size(1), device=hidden.device)  # (T,)
+    last = (positions * attention_mask.long()).argmax(dim=1)  # (B,): index of the last 1 in each row
+    return hidden[torch.arange(hidden.size(0), device=hidden.device), last]  # (B, C)
+
+
+class MiniLMForSequenceClassification(nn.Module):
+    """forward(input_ids (B, T), attention_mask (B, T), labels (B,)) -> (logits (B, num_labels), loss)."""
+
+    def __init__(self, cfg: ModelConfig, num_labels: int, pooling: str = "last",
+                 classifier_dropout: float | None = None):
+        super().__init__()
+        if num_labels < 2:
+            raise ValueError(f"num_labels must be at least 2, got {num_labels}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+        self.cfg, self.num_labels, self.pooling = cfg, num_labels, pooling
+        self.body = TransformerBody(cfg)
+        self.lm_head = make_lm_head(cfg, self.body)
+        self.dropout = nn.Dropout(cfg.dropout if classifier_dropout is None else classifier_dropout)
+        self.head = nn.Linear(cfg.d_model, num_labels)
+        self.apply(lambda m: init_weights(m, cfg.n_layer))
+
+    @classmethod
+    def from_pretrained_lm(cls, lm: MiniLM, num_labels: int, pooling: str = "last",
+                           dropout: float | None = None) -> MiniLMForSequenceClassification:
+        """A classifier whose body (and LM head) are copies of a pretrained LM's; a fresh head.
+
+        dropout overrides the body's dropout rate (pretraining often uses 0, fine-tuning on few
+        labels wants ~0.1). The LM is not modified: its tensors are copied, not shared. To start
+        from a checkpoint dir, load the LM first: `minilm.checkpoint.load_lm(dir, device)`.
+        """
+        state = lm.state_dict()
+        cfg = ModelConfig.from_dict({**lm.cfg.to_dict(), **({} if dropout is None else {"dropout": dropout})})
+        clf = cls(cfg, num_labels, pooling)
+        body_state = {k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")}
+        clf.body.load_state_dict(body_state)  # load_state_dict copies into clf's own tensors
+        if not cfg.tie_weights:
+            clf.lm_head.weight.data.copy_(state["lm_head.weight"])
+        return clf
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, lm_loss_weight: float = 0.0,
+                class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """loss = cross-entropy on labels (+ lm_loss_weight · next-token loss on real tokens).
+
+        class_weights (num_labels,): per-class loss weights, e.g. 1/frequency for imbalanced data.
+        """
+        hidden = self.body(input_ids, padding_mask=attention_mask)  # (B, T, C)
+        if attention_mask is None:  # all real: after the body, which then needs no mask at all
+            attention_mask = torch.ones_like(input_ids)
+        pooled = pool_hidden(hidden, attention_mask, self.pooling)  # (B, C)
+        logits = self.head(self.dropout(pooled))  # (B, num_labels)
+        if labels is None:
+            return logits, None
+        loss = F.cross_entropy(logits.float(), labels, weight=class_weights)
+        if lm_loss_weight:
+            loss = loss + lm_loss_weight * self.lm_loss(hidden, input_ids, attention_mask)
+        return logits, loss
+
+    def lm_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy over real tokens: predict input_ids[:, t+1] from hidden[:, t]."""
+        logits = self.lm_head(hidden[:, :-1])  # (B, T-1, V)
+        targets = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)  # padding ignored
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+
+    def num_parameters(self) -> int:
+        return count_parameters(self)
+
+
+def freeze_layers(model: MiniLMForSequenceClassification, freeze: str) -> tuple[int, int]:
+    """Choose what fine-tuning may change; returns (trainable, total) parameter counts.
+
+    "none":       everything trains (GPT-1's choice).
+    "embeddings": everything but the token (and learned position) embeddings. A word the labels
+                  never show keeps the vector pretraining gave it, and so does every word the
+                  labels do show: both stay in the same space, so what the upper layers learn
+                  about "great" still applies to "superb", which pretraining put next to it.
+    "body":       only the head trains, on the pretrained features as they are (a linear probe).
+    "N":          the head, the last N blocks and the final norm train; the rest stays frozen.
+    Freezing protects what pretraining learned when labels are few, and trains faster.
+    """
+    n_blocks = len(model.body.blocks)
+    trainable_blocks = {"none": n_blocks, "embeddings": n_blocks, "body": 0}.get(freeze)
+    if trainable_blocks is None:
+        trainable_blocks = min(int(freeze), n_blocks)
+    for p in model.parameters():
+        p.requires_grad = freeze in ("none", "embeddings")
+    if freeze == "embeddings":
+        positions = model.body.position.parameters() if model.body.position is not None else []
+        for p in [model.body.token_embedding.weight, *positions]:
+            p.requires_grad = False
+    for p in model.head.parameters():
+        p.requires_grad = True
+    for block in list(model.body.blocks)[n_blocks - trainable_blocks:]:
+        for p in block.parameters():
+            p.requires_grad = True
+    if trainable_blocks > 0:
+        for p in model.body.final_norm.parameters():
+            p.requires_grad = True
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, count_parameters(model)

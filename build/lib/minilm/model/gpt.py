@@ -1,0 +1,241 @@
+"""The GPT: token embeddings -> N pre-norm Transformer blocks -> final norm -> next-token logits.
+
+    h_0 = E[x] (+ P[positions] for additive position encodings)          (B, T, C)
+    h_l = Block_l(h_{l-1})                 for l = 1..N                   (B, T, C)
+    logits = Norm(h_N) W_outᵀ                                             (B, T, V)
+    P(x_{t+1} = v | x_1..x_t) = softmax(logits[:, t])_v
+
+and the pretraining objective is the mean next-token cross-entropy
+
+    L = -1/(B·T) Σ_b Σ_t log P(x_{t+1} | x_1..x_t).
+
+Notation as in attention.py: B batch, T time, C = d_model, V = vocab_size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minilm.model.attention import CausalSelfAttention, KVCache
+from minilm.model.config import ModelConfig
+from minilm.model.positional import (
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    sinusoidal_embedding_scale,
+)
+from minilm.model.sampling import stream_tokens
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm(x) = x / sqrt(mean(x²) + eps) · g  — LayerNorm without the mean subtraction and bias."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    if cfg.norm == "rmsnorm":
+        return RMSNorm(cfg.d_model)
+    return nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+
+
+class MLP(nn.Module):
+    """The position-wise feed-forward network, applied to every token independently.
+
+    gelu:    MLP(x) = GELU(x W_1) W_2                        W_1: C -> d_ff, W_2: d_ff -> C
+    swiglu:  MLP(x) = (SiLU(x W_gate) ⊙ (x W_up)) W_2        a learned gate on each hidden unit
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gated = cfg.activation == "swiglu"
+        self.up = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
+        self.gate = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias) if self.gated else None
+        self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
+        self.down.is_residual_projection = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gated:
+            hidden = F.silu(self.gate(x)) * self.up(x)  # (B, T, d_ff)
+        else:
+            hidden = F.gelu(self.up(x))  # (B, T, d_ff)
+        return self.down(hidden)  # (B, T, C)
+
+
+class Block(nn.Module):
+    """One Transformer block, pre-norm:
+
+        x = x + Attention(Norm_1(x))     tokens exchange information
+        x = x + MLP(Norm_2(x))           each token thinks on its own
+
+    Pre-norm (GPT-2) rather than post-norm (original Transformer): the residual path from input
+    to output is a clean sum with no normalisation on it, so gradients reach early layers
+    undamped and training is stable without a long warmup.
+    """
+
+    def __init__(self, cfg: ModelConfig, layer_index: int):
+        super().__init__()
+        self.norm1 = make_norm(cfg)
+        self.attn = CausalSelfAttention(cfg, layer_index)
+        self.norm2 = make_norm(cfg)
+        self.mlp = MLP(cfg)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+                padding_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.resid_dropout(self.attn(self.norm1(x), rotary, padding_mask, cache))
+        x = x + self.resid_dropout(self.mlp(self.norm2(x)))
+        return x
+
+
+class TransformerBody(nn.Module):
+    """Everything but the output head: embeddings, positions, blocks, final norm.
+
+    The language model and the classifier share this body; fine-tuning copies it across.
+    input_ids (B, T) -> hidden states (B, T, C).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        # Positions enter in one of two places: an additive table (T, C) added to the embeddings
+        # once, at the bottom (learned, sinusoidal), or a rotation of q and k inside every
+        # attention layer (rope). Exactly one of the two attributes is set.
+        self.position: nn.Module | None = None
+        self.rotary: RotaryEmbedding | None = None
+        if cfg.pos_encoding == "learned":
+            self.position = LearnedPositionalEmbedding(cfg.context_length, cfg.d_model)
+        elif cfg.pos_encoding == "sinusoidal":
+            self.position = SinusoidalPositionalEncoding(cfg.context_length, cfg.d_model, cfg.rope_base)
+        else:
+            self.rotary = RotaryEmbedding(cfg.head_size, cfg.context_length, cfg.rope_base)
+        self.embed_scale = sinusoidal_embedding_scale(cfg.d_model) if cfg.pos_encoding == "sinusoidal" else 1.0
+        self.embed_dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.final_norm = make_norm(cfg)
+
+    def embed(self, input_ids: torch.Tensor, start: int = 0
+              ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """input_ids (B, T) at positions start.. -> the blocks' input h_0 (B, T, C), and the rotary
+        (cos, sin) each (T, hs) the attention layers need (None for additive positions)."""
+        T = input_ids.size(1)
+        if start + T > self.cfg.context_length:
+            raise ValueError(
+                f"sequence length {start + T} exceeds context_length {self.cfg.context_length}; "
+                f"crop the input to the last {self.cfg.context_length} tokens"
+            )
+        positions = torch.arange(start, start + T, device=input_ids.device)  # (T,)
+        x = self.token_embedding(input_ids) * self.embed_scale  # (B, T, C)
+        rotary = None
+        if self.rotary is not None:
+            rotary = self.rotary(positions)  # (cos, sin), each (T, hs): used inside attention
+        else:
+            x = x + self.position(positions)  # (B, T, C) + (T, C): added once, at the bottom
+        return self.embed_dropout(x), rotary
+
+    def forward(self, input_ids: torch.Tensor, padding_mask: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        T = input_ids.size(1)
+        start = cache.length if cache is not None else 0  # cached tokens come first
+        x, rotary = self.embed(input_ids, start)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x, rotary, padding_mask, cache)  # (B, T, C)
+        if cache is not None:
+            cache.advance(T)
+        return self.final_norm(x)  # (B, T, C)
+
+
+def init_weights(module: nn.Module, n_layer: int) -> None:
+    """GPT-2 initialisation, applied to every submodule.
+
+    Linear and embedding weights ~ N(0, 0.02²), biases 0. Projections that write into the
+    residual stream (marked is_residual_projection) get std 0.02/√(2·n_layer): the stream is a
+    sum of 2·n_layer such branches, so this keeps its variance roughly independent of depth.
+    """
+    if isinstance(module, nn.Linear):
+        std = 0.02 / math.sqrt(2 * n_layer) if getattr(module, "is_residual_projection", False) else 0.02
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable-or-not parameters, each tensor once (tied weights are one tensor, counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def make_lm_head(cfg: ModelConfig, body: TransformerBody) -> nn.Linear:
+    """C -> V projection; with tie_weights it *is* the token embedding matrix (same storage)."""
+    head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+    if cfg.tie_weights:
+        # An embedding row says "what this token means"; the output row says "what predicts this
+        # token". Sharing them (Press & Wolf, 2017) saves V·C parameters and helps small models.
+        head.weight = body.token_embedding.weight
+    return head
+
+
+class MiniLM(nn.Module):
+    """The causal language model. forward(input_ids (B, T), targets (B, T)) -> (logits (B, T, V), loss)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.body = TransformerBody(cfg)
+        self.lm_head = make_lm_head(cfg, self.body)
+        self.apply(lambda m: init_weights(m, cfg.n_layer))
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """targets are already shifted: targets[:, t] is the token after input_ids[:, t].
+
+        Positions whose target is -100 (PyTorch's ignore_index) are left out of the mean, e.g.
+        padding. loss is None when targets is None; logits are (B, T, V) either way.
+        """
+        hidden = self.body(input_ids, cache=cache)  # (B, T, C)
+        logits = self.lm_head(hidden)  # (B, T, C) @ (C, V) -> (B, T, V)
+        loss = None
+        if targets is not None:
+            # cross_entropy wants (N, V) scores and (N,) classes: flatten batch and time.
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Prompt (B, T0) -> prompt + max_new_tokens sampled tokens (B, T0 + max_new_tokens).
+
+        temperature 0 is greedy decoding. See minilm/model/sampling.py for how each step works.
+        """
+        new = list(stream_tokens(self, input_ids, max_new_tokens, temperature, top_k, top_p,
+                                 use_cache, generator))
+        return torch.cat([input_ids, *new], dim=1) if new else input_ids.clone()
+
+    def num_parameters(self) -> int:
+        return count_parameters(self)
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """Training FLOPs per token (forward + backward ≈ 3 × forward), Kaplan et al. / PaLM style.
+
+        Every weight in a matmul does a multiply and an add per token (2 FLOPs) forward, and
+        twice that backward: 6 · N_matmul. Attention adds the scores and the weighted sum of
+        values, 2 · 2 · T · C per token per layer forward, so 12 · n_layer · T · C in total.
+        N_matmul counts Linear weights including the output head (a real V×C matmul even when
+        its matrix is shared with the embedding lookup, which itself costs no FLOPs).
+        """
+        T = seq_len or self.cfg.context_length
+        n_matmul = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+        return 6 * n_matmul + 12 * self.cfg.n_layer * T * self.cfg.d_model

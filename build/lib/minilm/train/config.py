@@ -1,0 +1,143 @@
+"""The jobs' settings: everything train_pretrain.py and train_finetune.py can be told.
+
+Each field carries its help text in `metadata["help"]`; `minilm/common/flags.py` turns the fields
+into command-line flags, so `--help` and this file can never disagree. Validation happens in
+`__post_init__` with messages that say what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from minilm.common.errors import UserError
+from minilm.model.config import PRESETS, ModelConfig, option
+
+
+@dataclass
+class PretrainConfig:
+    """Everything train_pretrain.py can be told. Model sizes come from --preset, then flags."""
+
+    data: str = option("", "pretraining text: a .txt file (one document per line), a folder of .txt "
+                           "files, or a .jsonl file with a \"text\" field; empty = the embedded default "
+                           "review corpus, generated in data/reviews on first use")
+    out: str = option("out/pretrain", "output dir: config.json, model.pt, tokenizer.model, metrics.csv, ...")
+    preset: str = option("small", "model size: tiny (tests), small (laptop CPU, minutes), medium (long CPU "
+                                  "or short GPU run), gpt2-small (GPU)", tuple(PRESETS))
+    vocab_size: int = option(4096, "tokenizer vocabulary size (trained on --data); the model's vocab_size")
+    tokenizer_type: str = option("bpe", "SentencePiece algorithm for the tokenizer", ("bpe", "unigram"))
+    val_fraction: float = option(0.05, "share of documents held out for validation")
+    batch_size: int = option(32, "sequences per micro-batch per process")
+    grad_accum: int = option(1, "micro-batches per optimizer step (global batch = batch_size x grad_accum "
+                                "x processes)")
+    lr: float = option(3e-3, "peak learning rate (small models tolerate larger rates; GPT-2 small used 6e-4)")
+    min_lr: float = option(3e-4, "learning rate at the end of the cosine decay")
+    warmup_steps: int = option(100, "steps of linear warmup from 0 to --lr")
+    weight_decay: float = option(0.1, "AdamW decoupled weight decay on weight matrices")
+    grad_clip: float = option(1.0, "clip the global gradient norm to this (0 = off)")
+    max_steps: int = option(2000, "total optimizer steps of the run")
+    max_time: float = option(6.0, "stop after this many minutes of training (0 = no limit); the lr schedule "
+                                  "then follows time, so the run still decays to --min-lr")
+    eval_every: int = option(100, "evaluate validation loss every N steps")
+    eval_batches: int = option(20, "fixed validation batches per evaluation")
+    save_every: int = option(200, "write trainer_state.pt (for --resume) every N steps")
+    num_samples: int = option(3, "texts to generate at the end of the run")
+    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    dtype: str = option("auto", "training precision; auto = bf16 on a recent GPU, fp32 elsewhere",
+                        ("auto", "fp32", "bf16", "fp16"))
+    compile: bool = option(False, "torch.compile the model (faster on GPUs after a minute of compiling)")
+    seed: int = option(1337, "random seed: same seed, same data order, same initial weights")
+    resume: bool = option(False, "continue the run saved in --out from its trainer_state.pt")
+    overwrite: bool = option(False, "start a new run even if --out already holds one (its files are replaced)")
+    find_lr: bool = option(False, "run a learning-rate range test on a fresh model instead of training: writes "
+                                  "only lr_find.csv/.png into --out and prints a suggested --lr")
+    find_lr_steps: int = option(100, "steps of the range test (the lr rises from 1e-6 to 1 over them)")
+    model: dict = field(default_factory=dict)  # ModelConfig fields given as flags; override the preset
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        for name in ("batch_size", "eval_every", "eval_batches", "save_every", "vocab_size"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise UserError(f"--val-fraction must be between 0 and 0.5, got {self.val_fraction}")
+        if self.find_lr_steps < 10:
+            raise UserError(f"--find-lr-steps must be at least 10 to draw a curve, got {self.find_lr_steps}")
+        self.model_config(self.vocab_size)  # fail now, not after tokenizing, if the model flags clash
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        """The preset's sizes, overridden by any ModelConfig flag the user gave."""
+        return ModelConfig(**{**PRESETS[self.preset], **self.model, "vocab_size": vocab_size})
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything train_finetune.py can be told."""
+
+    init: str = option("out/pretrain", "checkpoint dir to start from, or 'scratch' for random weights "
+                                       "(the shape and tokenizer then come from --shape-from)")
+    shape_from: str = option("out/pretrain", "with --init scratch or --compare-scratch: the checkpoint dir "
+                                             "whose architecture and tokenizer the random model copies")
+    train: str = option("", "labeled training file (.csv/.tsv with a header, or .jsonl); empty = the "
+                            "embedded review data")
+    valid: str = option("", "labeled validation file, used to pick the best epoch")
+    test: str = option("", "labeled test file, reported once at the end")
+    transfer: str = option("", "an extra labeled test file reported separately; with the embedded data, "
+                               "its transfer split")
+    text_column: str = option("", "name of the text column (default: 'text', else 'sentence')")
+    label_column: str = option("label", "name of the label column")
+    out: str = option("out/finetune", "output dir; with --predict, the fine-tuned dir to load")
+    epochs: int = option(8, "passes over the training data")
+    max_steps: int = option(0, "stop after this many optimizer steps (0 = --epochs decides)")
+    batch_size: int = option(32, "examples per optimizer step")
+    lr: float = option(5e-4, "peak learning rate of the body")
+    head_lr: float = option(0.0, "peak learning rate of the new classification head (0 = same as --lr); "
+                                 "a fresh head can take larger steps than pretrained weights")
+    min_lr: float = option(0.0, "learning rate at the end of the cosine decay")
+    weight_decay: float = option(0.01, "AdamW decoupled weight decay on weight matrices")
+    warmup_steps: int = option(20, "steps of linear warmup")
+    grad_clip: float = option(1.0, "clip the global gradient norm to this (0 = off)")
+    dropout: float = option(0.1, "dropout in the body and before the head during fine-tuning")
+    pooling: str = option("last", "sequence vector for the head: the last real token, or the mean of all",
+                          ("last", "mean"))
+    freeze: str = option("none", "'none' trains everything, 'embeddings' all but the token embeddings, "
+                                 "'body' only the head, a number N the head and the last N blocks")
+    lm_loss_weight: float = option(0.0, "weight λ of GPT-1's auxiliary language-model loss: L = L_cls + λ·L_lm "
+                                        "(GPT-1 used 0.5)")
+    class_weights: str = option("none", "'auto' weights each class by 1/frequency, for imbalanced labels",
+                                ("none", "auto"))
+    patience: int = option(0, "stop after this many epochs without a better valid macro-F1 (0 = never)")
+    max_length: int = option(0, "longest input in tokens, longer texts are truncated (0 = the context length)")
+    compare_scratch: bool = option(False, "also train the identical classifier from random weights and print "
+                                          "both side by side")
+    predict: list = option(None, "classify these texts with the fine-tuned model in --out, then exit")
+    predict_file: str = option("", "classify each line of this file with the model in --out, then exit")
+    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    dtype: str = option("auto", "training precision", ("auto", "fp32", "bf16", "fp16"))
+    seed: int = option(1337, "random seed")
+    overwrite: bool = option(False, "replace a previous fine-tuning run in --out")
+    augment: float = option(0.0, "text augmentation of training examples, a new variant every epoch: each word "
+                                 "is dropped, or swapped with its neighbour, with this probability (0 = off; "
+                                 "negations like 'not' are never touched); ~0.1 against overfitting small data")
+    find_lr: bool = option(False, "run a learning-rate range test on the classifier instead of training: "
+                                  "writes only lr_find.csv/.png into --out and prints a suggested --lr")
+    find_lr_steps: int = option(100, "steps of the range test (the lr rises from 1e-6 to 1 over them)")
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("max_steps", "patience", "max_length", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} cannot be negative, got {getattr(self, name)}")
+        if self.head_lr < 0 or self.lm_loss_weight < 0:
+            raise UserError("--head-lr and --lm-loss-weight cannot be negative")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.augment <= 0.5:
+            raise UserError(f"--augment must be in [0, 0.5] (a per-word probability), got {self.augment}")
+        if self.find_lr_steps < 10:
+            raise UserError(f"--find-lr-steps must be at least 10 to draw a curve, got {self.find_lr_steps}")
+        if self.freeze not in ("none", "embeddings", "body") and not self.freeze.isdigit():
+            raise UserError(f"--freeze must be 'none', 'embeddings', 'body' or a number of blocks to train, "
+                            f"got {self.freeze!r}")

@@ -1,0 +1,345 @@
+"""The fine-tuning job: a pretrained MiniLM + a classification head, trained on labeled text.
+
+    θ* = argmin_θ  Σ_i  L(y_i, f(x_i; θ))      L = cross-entropy (+ λ · LM loss, GPT-1)
+
+`run(cfg)` reads top to bottom: data -> out dir -> model (from the pretrained dir, or random) ->
+train with the shared Trainer, keeping the epoch with the best valid macro-F1 -> test report.
+`--compare-scratch` repeats the same recipe from random weights, which shows what pretraining
+bought. `find_lr(cfg)` is the learning-rate range test; `--predict` classifies new texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from minilm.checkpoint import lm_from_dir, load_checked_tokenizer, load_model_config, read_config
+from minilm.common.errors import UserError, exit_on_user_error
+from minilm.common.files import atomic_write, load_torch, save_csv, save_json, save_torch
+from minilm.common.flags import add_flags, command_line, values_for
+from minilm.common.plots import plot_curves
+from minilm.common.run_dir import claim_out_dir
+from minilm.common.runtime import enable_tf32, resolve_device, resolve_dtype, seed_everything
+from minilm.model.classifier import MiniLMForSequenceClassification, freeze_layers
+from minilm.model.config import ModelConfig
+from minilm.reviews.world import ensure_default_data
+from minilm.text.augment import augment_texts
+from minilm.text.labeled import LabelMap, classification_batches, encode_texts, read_labeled
+from minilm.text.tokenizer import Tokenizer
+from minilm.tools.metrics import classification_report, format_report
+from minilm.tools.predict import classify, run_predict
+from minilm.train import lr_finder
+from minilm.train.config import FinetuneConfig
+from minilm.train.trainer import OptimSettings, Trainer, check_settings
+
+METRIC_COLUMNS = ["epoch", "step", "lr", "train_loss", "valid_loss", "valid_accuracy", "valid_macro_f1"]
+
+
+@dataclass
+class Split:
+    """One labeled file, tokenized: texts, label ids, token id sequences."""
+
+    name: str
+    texts: list[str]
+    label_ids: list[int]
+    seqs: list[list[int]]
+
+
+def load_splits(cfg: FinetuneConfig, tokenizer: Tokenizer, max_length: int) -> tuple[dict[str, Split], LabelMap]:
+    """Read train/valid/test (+ transfer), build the label map from train, tokenize everything."""
+    paths = {"train": cfg.train, "valid": cfg.valid, "test": cfg.test, "transfer": cfg.transfer}
+    if not cfg.train and any(paths.values()):
+        given = [f"--{name}" for name, path in paths.items() if path]
+        raise UserError(f"{' and '.join(given)} given without --train: pass --train too, or none of them "
+                        f"to use the embedded review data")
+    if not cfg.train:
+        default = ensure_default_data()
+        paths = {name: str(default[name]) for name in paths}
+    missing = [name for name in ("valid", "test") if not paths[name]]
+    if missing:
+        raise UserError(f"--train was given without --{' and --'.join(missing)}: pass all three labeled files")
+    raw = {name: read_labeled(path, cfg.text_column or None, cfg.label_column)
+           for name, path in paths.items() if path}
+    labels = LabelMap.from_labels(raw["train"][1])
+    if len(labels) < 2:
+        raise UserError(f"{paths['train']} has only one label ({labels.names[0]!r}); a classifier needs at least "
+                        f"two (is --label-column {cfg.label_column!r} the right column?)")
+    splits, truncated = {}, 0
+    for name, (texts, label_strings) in raw.items():
+        seqs, n_cut = encode_texts(tokenizer, texts, max_length)
+        truncated += n_cut
+        splits[name] = Split(name, texts, labels.encode(label_strings, name), seqs)
+    if truncated:
+        print(f"note: {truncated} texts were longer than {max_length} tokens and were truncated (--max-length)")
+    return splits, labels
+
+
+def class_weight_tensor(split: Split, num_labels: int, device: torch.device) -> torch.Tensor:
+    """w_c = N / (num_labels · N_c): every class contributes equally to the loss on average."""
+    counts = torch.bincount(torch.tensor(split.label_ids), minlength=num_labels).float().clamp(min=1)
+    return (counts.sum() / (num_labels * counts)).to(device)
+
+
+def evaluate_split(model, split: Split, labels: LabelMap, device, dtype, batch_size: int
+                   ) -> tuple[dict, torch.Tensor]:
+    """Loss, accuracy, per-class P/R/F1 and confusion matrix on a split; plus probabilities (N, K)."""
+    probs, loss = classify(model, split.seqs, device, dtype, batch_size, label_ids=split.label_ids)
+    report = classification_report(split.label_ids, probs.argmax(dim=-1).tolist(), labels.names)
+    report["loss"] = loss
+    return report, probs
+
+
+def build_model(cfg: FinetuneConfig, init: str, num_labels: int) -> MiniLMForSequenceClassification:
+    """A classifier from a pretrained dir (a fine-tuned dir's body works too), or random with --init scratch."""
+    if init == "scratch":
+        shape = replace(load_model_config(cfg.shape_from), dropout=cfg.dropout)
+        return MiniLMForSequenceClassification(shape, num_labels, cfg.pooling)
+    return MiniLMForSequenceClassification.from_pretrained_lm(lm_from_dir(init), num_labels, cfg.pooling,
+                                                              cfg.dropout)
+
+
+def prepare_training(cfg: FinetuneConfig, init: str, train: Split, num_labels: int, device: torch.device,
+                     dtype: torch.dtype) -> tuple[MiniLMForSequenceClassification, Trainer, Callable]:
+    """A fresh classifier from `init`, frozen as --freeze says, its Trainer, and its loss function."""
+    seed_everything(cfg.seed)
+    model = build_model(cfg, init, num_labels).to(device)
+    trainable, total = freeze_layers(model, cfg.freeze)
+    print(f"[{init}] {trainable:,} of {total:,} parameters train (--freeze {cfg.freeze})")
+    steps_per_epoch = -(-len(train.seqs) // cfg.batch_size)
+    max_steps = min(cfg.max_steps or cfg.epochs * steps_per_epoch, cfg.epochs * steps_per_epoch)
+    settings = OptimSettings(cfg.lr, cfg.min_lr, min(cfg.warmup_steps, max_steps - 1), max_steps, 0.0,
+                             cfg.weight_decay, cfg.grad_clip)
+    check_settings(settings)
+    head_scale = {"head.": cfg.head_lr / cfg.lr} if cfg.head_lr else None
+    trainer = Trainer(model, settings, device, dtype, lr_scale=head_scale)
+    weights = class_weight_tensor(train, num_labels, device) if cfg.class_weights == "auto" else None
+
+    def loss_fn(m, batch):
+        ids, mask, y = (t.to(device) for t in batch)
+        return m(ids, mask, y, lm_loss_weight=cfg.lm_loss_weight, class_weights=weights)[1]
+
+    return model, trainer, loss_fn
+
+
+def epoch_sequences(cfg: FinetuneConfig, train: Split, tokenizer: Tokenizer, epoch: int) -> list[list[int]]:
+    """The training token ids of one epoch: with --augment, this epoch's variants re-tokenized."""
+    if not cfg.augment:
+        return train.seqs
+    texts = augment_texts(train.texts, cfg.augment, cfg.seed, epoch)
+    # Edits only drop or reorder words, so the originals' longest length (already within
+    # --max-length and the context) also bounds the variants.
+    longest = max(len(seq) for seq in train.seqs)
+    return encode_texts(tokenizer, texts, max(longest, 3))[0]
+
+
+@dataclass
+class EpochState:
+    """What the epoch loop changes besides the weights: the metrics rows and early stopping."""
+
+    rows: list[dict] = field(default_factory=list)  # one per epoch: metrics.csv
+    best_f1: float = -1.0  # best valid macro-F1 so far: the epoch in model.pt
+    stale: int = 0  # epochs since it improved (--patience)
+
+
+def train_classifier(cfg: FinetuneConfig, init: str, splits: dict[str, Split], labels: LabelMap, tokenizer: Tokenizer,
+                     out: Path, device: torch.device, dtype: torch.dtype) -> MiniLMForSequenceClassification:
+    """Fine-tune from `init` (a dir or "scratch"); keep the best valid epoch in out/model.pt and return it."""
+    model, trainer, loss_fn = prepare_training(cfg, init, splits["train"], len(labels), device, dtype)
+    state = EpochState()
+    bar = tqdm(total=trainer.settings.max_steps, unit="step", desc=f"fine-tuning ({init})", dynamic_ncols=True)
+    for epoch in range(1, cfg.epochs + 1):
+        losses = train_epoch(cfg, trainer, loss_fn, splits["train"], tokenizer, epoch, bar, out)
+        end_epoch(cfg, model, trainer, splits["valid"], labels, state, epoch, sum(losses) / len(losses), out, bar)
+        if trainer.done or (cfg.patience and state.stale >= cfg.patience):
+            break
+    bar.close()
+    model.load_state_dict(load_torch(out / "model.pt"))  # the best epoch, not the last
+    return model
+
+
+def train_epoch(cfg: FinetuneConfig, trainer: Trainer, loss_fn: Callable, train: Split, tokenizer: Tokenizer,
+                epoch: int, bar, out: Path) -> list[float]:
+    """One pass over the shuffled training set (or until the step budget ends); the step losses."""
+    losses = []
+    for batch in classification_batches(epoch_sequences(cfg, train, tokenizer, epoch), train.label_ids,
+                                        cfg.batch_size, Tokenizer.pad_id, shuffle=True, seed=cfg.seed, epoch=epoch):
+        try:
+            losses.append(trainer.step([batch], loss_fn))
+        except FloatingPointError as err:
+            raise UserError(f"{err}; fine-tuning stopped (the best epoch so far is in {out / 'model.pt'}). "
+                            f"Try a lower --lr or --dtype fp32") from None
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{trainer.lr:.2e}")
+        if trainer.done:
+            break
+    return losses
+
+
+def end_epoch(cfg: FinetuneConfig, model, trainer: Trainer, valid: Split, labels: LabelMap, state: EpochState,
+              epoch: int, train_loss: float, out: Path, bar) -> None:
+    """Evaluate on valid, add the metrics row, keep the weights if macro-F1 is the best so far."""
+    report, _ = evaluate_split(model, valid, labels, trainer.device, trainer.dtype, cfg.batch_size)
+    state.rows.append({"epoch": epoch, "step": trainer.step_count, "lr": trainer.lr, "train_loss": train_loss,
+                       "valid_loss": report["loss"], "valid_accuracy": report["accuracy"],
+                       "valid_macro_f1": report["macro_f1"]})
+    bar.write(f"epoch {epoch} | train loss {train_loss:.4f} | valid loss {report['loss']:.4f} | "
+              f"valid acc {report['accuracy']:.4f} | valid macro-F1 {report['macro_f1']:.4f}")
+    if report["macro_f1"] > state.best_f1:
+        state.best_f1, state.stale = report["macro_f1"], 0
+        save_torch(model.state_dict(), out / "model.pt")
+    else:
+        state.stale += 1
+    save_csv(state.rows, METRIC_COLUMNS, out / "metrics.csv")
+    plot_curves(state.rows, "epoch", ["train_loss", "valid_loss"], out / "loss.png", "fine-tuning loss")
+
+
+def write_predictions(split: Split, probs: list, labels: LabelMap, out: Path) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
+            writer.writerow(["text", "gold", "predicted", "probability"])
+            for text, gold, p in zip(split.texts, split.label_ids, probs, strict=True):
+                best = int(p.argmax())
+                writer.writerow([text, labels.names[gold], labels.names[best], f"{float(p[best]):.4f}"])
+
+    atomic_write(out / "predictions.tsv", write)
+
+
+def report_splits(model, splits, labels, device, dtype, cfg, out: Path, title: str) -> dict[str, dict]:
+    """Evaluate every held-out split, print the tables, write predictions.tsv for test."""
+    reports = {}
+    for name in ("valid", "test", "transfer"):
+        if name in splits:
+            reports[name], probs = evaluate_split(model, splits[name], labels, device, dtype, cfg.batch_size)
+            if name == "test":
+                write_predictions(splits[name], probs, labels, out)
+    for name in ("test", "transfer"):
+        if name in reports:
+            print(format_report(reports[name], f"{title}: {name}"))
+    return reports
+
+
+@dataclass
+class FinetuneReport:
+    """Per held-out split (valid, test, transfer): loss, accuracy, P/R/F1, confusion matrix; with
+    --compare-scratch the same for the classifier trained from random weights."""
+
+    splits: dict[str, dict]
+    scratch: dict[str, dict] | None = None
+
+    def to_json(self) -> dict:
+        """report.json: the split reports at the top level, the scratch ones under "scratch"."""
+        return {**self.splits, **({"scratch": self.scratch} if self.scratch else {})}
+
+
+def open_source(cfg: FinetuneConfig) -> tuple[dict, Tokenizer]:
+    """The config.json and tokenizer of the dir the classifier starts from (or copies its shape from)."""
+    source = cfg.shape_from if cfg.init == "scratch" else cfg.init
+    if not Path(source).is_dir():
+        raise UserError(f"{source} does not exist: make a pretrained model first with `python train_pretrain.py`"
+                        f" (or pass --init DIR, or --init scratch --shape-from DIR)")
+    source_config = read_config(source)
+    return source_config, load_checked_tokenizer(Path(source), source_config)
+
+
+def prepare_data(cfg: FinetuneConfig) -> tuple[dict, Tokenizer, dict[str, Split], LabelMap]:
+    """Source config and tokenizer, then every labeled split read and tokenized to fit the context."""
+    source_config, tokenizer = open_source(cfg)
+    context = source_config["model"]["context_length"]
+    splits, labels = load_splits(cfg, tokenizer, min(cfg.max_length or context, context))
+    sizes = ", ".join(f"{name} {len(split.seqs)}" for name, split in splits.items())
+    print(f"labels: {', '.join(labels.names)} | examples: {sizes}")
+    return source_config, tokenizer, splits, labels
+
+
+def save_run_files(cfg: FinetuneConfig, out: Path, source_config: dict, tokenizer: Tokenizer,
+                   labels: LabelMap) -> None:
+    """Labels, tokenizer and config go in first: whatever model.pt a crash leaves, they describe it."""
+    tokenizer.save(out / "tokenizer.model")
+    labels.save(out / "labels.json")
+    model_cfg = ModelConfig.from_dict({**source_config["model"], "dropout": cfg.dropout})
+    save_json({"kind": "finetune", "model": model_cfg.to_dict(),
+               "classifier": {"num_labels": len(labels), "pooling": cfg.pooling, "labels": labels.names},
+               "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
+               "init": cfg.init, "job": asdict(cfg), "command": command_line(), "torch": torch.__version__},
+              out / "config.json")
+
+
+def run(cfg: FinetuneConfig) -> FinetuneReport:
+    """Fine-tune as `cfg` says, report on the held-out splits; return the report (also saved)."""
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    out = Path(cfg.out)
+    source_config, tokenizer, splits, labels = prepare_data(cfg)
+    claim_out_dir(out, resume=False, overwrite=cfg.overwrite, job="fine-tuning")
+    enable_tf32()
+    save_run_files(cfg, out, source_config, tokenizer, labels)
+
+    model = train_classifier(cfg, cfg.init, splits, labels, tokenizer, out, device, dtype)
+    report = FinetuneReport(report_splits(model, splits, labels, device, dtype, cfg, out,
+                                          f"fine-tuned from {cfg.init}"))
+    if cfg.compare_scratch and cfg.init != "scratch":
+        scratch_out = out / "scratch"
+        scratch_out.mkdir(exist_ok=True)
+        scratch_cfg = replace(cfg, shape_from=cfg.init)
+        scratch_model = train_classifier(scratch_cfg, "scratch", splits, labels, tokenizer, scratch_out, device, dtype)
+        report.scratch = report_splits(scratch_model, splits, labels, device, dtype, cfg, scratch_out, "from scratch")
+        print(format_comparison(report.splits, report.scratch))
+    save_json(report.to_json(), out / "report.json")
+    print(f"saved to {out}/: model.pt, config.json, tokenizer.model, labels.json, metrics.csv, report.json, "
+          f"predictions.tsv")
+    return report
+
+
+def find_lr(cfg: FinetuneConfig) -> lr_finder.LRFinding:
+    """--find-lr: the learning-rate range test (minilm/train/lr_finder.py) on the classifier as --init and
+    --freeze make it, with shuffled training batches; writes only out/lr_find.*."""
+    device = resolve_device(cfg.device)
+    _, _, splits, labels = prepare_data(cfg)
+    train = splits["train"]
+    _, trainer, loss_fn = prepare_training(cfg, cfg.init, train, len(labels), device, resolve_dtype(cfg.dtype, device))
+    batches = ([batch] for epoch in itertools.count(1)
+               for batch in classification_batches(train.seqs, train.label_ids, cfg.batch_size, Tokenizer.pad_id,
+                                                   shuffle=True, seed=cfg.seed, epoch=epoch))
+    return lr_finder.find_lr(trainer, batches, loss_fn, cfg.find_lr_steps, Path(cfg.out))
+
+
+def predict(cfg: FinetuneConfig) -> dict:
+    """--predict / --predict-file: classify new texts with the fine-tuned model in --out."""
+    return run_predict(cfg.out, cfg.predict, cfg.predict_file, cfg.max_length, resolve_device(cfg.device))
+
+
+def format_comparison(pretrained: dict, scratch: dict) -> str:
+    lines = ["", "what pretraining bought (same classifier, same labels):",
+             f"  {'split':<10} {'pretrained acc':>15} {'scratch acc':>12} {'pretrained F1':>14} {'scratch F1':>11}"]
+    for name in pretrained:
+        p, s = pretrained[name], scratch[name]
+        lines.append(f"  {name:<10} {p['accuracy']:>15.4f} {s['accuracy']:>12.4f} "
+                     f"{p['macro_f1']:>14.4f} {s['macro_f1']:>11.4f}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
+    parser = argparse.ArgumentParser(prog="train_finetune.py",
+                                     description="Fine-tune a pretrained MiniLM as a text classifier; "
+                                                 "evaluate it; or classify new text with --predict.")
+    add_flags(parser, FinetuneConfig, "fine-tuning job")
+    return FinetuneConfig(**values_for(parser.parse_args(argv), FinetuneConfig))
+
+
+@exit_on_user_error
+def cli(argv: list[str] | None = None) -> None:
+    """The command line (train_finetune.py and the console script): classify with --predict or
+    --predict-file, a range test with --find-lr, else fine-tune."""
+    cfg = parse_args(argv)
+    if cfg.predict or cfg.predict_file:
+        predict(cfg)
+    else:
+        find_lr(cfg) if cfg.find_lr else run(cfg)

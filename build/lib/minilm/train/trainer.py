@@ -1,0 +1,196 @@
+"""The one training loop both jobs share: AdamW, warmup + cosine, accumulation, clipping, AMP.
+
+A job (pretrain.py, finetune.py) owns its data and its evaluation; it hands the Trainer a
+function that computes the loss of one micro-batch, and calls `trainer.step(...)` once per
+optimizer step. The Trainer does the rest:
+
+    for each of grad_accum micro-batches:   loss_i / grad_accum  -> backward   (grads add up)
+    clip ‖g‖ to grad_clip                   a rare huge gradient can't throw the weights far
+    lr = schedule(progress)                 linear warmup, then cosine decay to min_lr
+    AdamW update                            decoupled weight decay on matrices only
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from minilm.common.errors import UserError
+from minilm.common.runtime import autocast
+
+
+@dataclass
+class OptimSettings:
+    """The optimizer and schedule knobs of a job (copied from its config)."""
+
+    lr: float
+    min_lr: float
+    warmup_steps: int
+    max_steps: int
+    max_time: float  # minutes; 0 = no time limit
+    weight_decay: float
+    grad_clip: float
+    grad_accum: int = 1
+    beta1: float = 0.9
+    beta2: float = 0.95
+
+
+def lr_at(step: int, progress: float, s: OptimSettings) -> float:
+    """Learning rate for optimizer step `step` (0-based), `progress` in [0, 1] through the run.
+
+    Warmup: the first warmup_steps steps ramp linearly up to lr. Adam's second-moment
+    estimates start at zero, so its first updates are badly scaled; small steps while they
+    settle avoid an early blow-up.
+    Then cosine: lr_t = min_lr + ½(lr - min_lr)(1 + cos(π · progress)). Large steps early make
+    fast progress; small steps late settle into a minimum. Progress is by steps, or by time when
+    --max-time runs out first, so a time-boxed run still ends at min_lr.
+    """
+    if step < s.warmup_steps:
+        return s.lr * (step + 1) / s.warmup_steps
+    return s.min_lr + 0.5 * (s.lr - s.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr_scale: dict[str, float] | None = None) -> list[dict]:
+    """Parameters split for AdamW: matrices decay, vectors (biases, norm gains) do not.
+
+    Weight decay pulls weights towards 0 as a regulariser; on a norm's gain or a bias that
+    only shifts or rescales, it fights the normalisation and helps nothing. Embeddings are
+    matrices and decay (as in GPT-2 / nanoGPT). lr_scale maps a name prefix (e.g. "head.") to
+    a multiplier of the base lr, for a separate classifier-head learning rate.
+    """
+    lr_scale = lr_scale or {}
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    seen: set[int] = set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad or id(param) in seen:  # tied weights appear once
+            continue
+        seen.add(id(param))
+        scale = next((s for prefix, s in lr_scale.items() if name.startswith(prefix)), 1.0)
+        groups.setdefault((param.dim() >= 2, scale), []).append(param)
+    return [{"params": params, "weight_decay": weight_decay if decays else 0.0, "lr_scale": scale}
+            for (decays, scale), params in groups.items()]
+
+
+class Trainer:
+    """Owns the optimizer, the schedule, the loss scaler and the clock of one training run."""
+
+    def __init__(self, model: nn.Module, settings: OptimSettings, device: torch.device, dtype: torch.dtype,
+                 lr_scale: dict[str, float] | None = None, distributed: bool = False, compile: bool = False):
+        self.model, self.settings, self.device, self.dtype = model, settings, device, dtype
+        # Under torchrun, the DistributedDataParallel wrapper averages gradients across processes.
+        self.ddp_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None) if distributed else None
+        # What a training step calls: the DDP wrapper or the model itself, compiled if asked. The
+        # weights are shared either way; self.model stays the plain module to save and evaluate.
+        self.forward_model = self.ddp_model or model
+        if compile:
+            self.forward_model = torch.compile(self.forward_model)
+        groups = param_groups(model, settings.weight_decay, lr_scale)
+        # fused=True runs the whole AdamW update as one kernel per parameter group instead of a
+        # Python loop over tensors: ~5x faster optimizer steps on a CPU (torch >= 2.4), more on CUDA.
+        self.optimizer = torch.optim.AdamW(groups, lr=settings.lr, betas=(settings.beta1, settings.beta2),
+                                           fused=device.type in ("cuda", "cpu"))
+        # fp16 overflows above 65504: scale the loss up for backward, and the grads back down.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        self.step_count = 0
+        self.elapsed = 0.0  # seconds spent inside step() so far (not evaluating), kept across resumes
+        self.lr = 0.0
+
+    @property
+    def progress(self) -> float:
+        """How far through the run we are, in [0, 1]: by steps, or by time when that runs out first."""
+        s = self.settings
+        by_steps = self.step_count / s.max_steps if s.max_steps else 0.0
+        by_time = self.elapsed / (60 * s.max_time) if s.max_time else 0.0
+        return min(1.0, max(by_steps, by_time))
+
+    @property
+    def done(self) -> bool:
+        return self.progress >= 1.0
+
+    def step(self, micro_batches: Iterable, loss_fn: Callable[[nn.Module, object], torch.Tensor],
+             lr: float | None = None) -> float:
+        """One optimizer step over grad_accum micro-batches; returns the mean loss.
+
+        loss_fn(model, batch) -> scalar loss, called under autocast. Raises FloatingPointError
+        if the loss is NaN or infinite (the job decides what to tell the user). lr, when given,
+        replaces the schedule's rate for this step (the learning-rate range test sweeps it).
+        """
+        s = self.settings
+        started = time.perf_counter()
+        self.lr = lr_at(self.step_count, self.progress, s) if lr is None else lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * group["lr_scale"]
+        model = self.forward_model
+        model.train()
+        total = torch.zeros((), device=self.device)
+        batches = list(micro_batches)
+        for i, batch in enumerate(batches):
+            # DDP averages gradients across processes after every backward; with accumulation
+            # only the last micro-batch needs that, so the others skip the communication.
+            last = i == len(batches) - 1
+            sync = contextlib.nullcontext() if last or self.ddp_model is None else self.ddp_model.no_sync()
+            with sync:
+                with autocast(self.device, self.dtype):
+                    loss = loss_fn(model, batch)
+                self.scaler.scale(loss / len(batches)).backward()
+            total += loss.detach()
+        mean_loss = (total / len(batches)).item()
+        if not math.isfinite(mean_loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(f"loss became {mean_loss} at step {self.step_count + 1}")
+        if s.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step_count += 1
+        self.elapsed += time.perf_counter() - started
+        if self.ddp_model is not None:
+            self._agree_on_elapsed()
+        return mean_loss
+
+    def _agree_on_elapsed(self) -> None:
+        """Every process takes the slowest one's clock, so with --max-time they all compute the
+        same learning rate and stop at the same step (one stopping early would hang the others)."""
+        elapsed = torch.tensor([self.elapsed], device=self.device, dtype=torch.float64)
+        dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
+        self.elapsed = float(elapsed.item())
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "step": self.step_count, "elapsed": self.elapsed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step_count, self.elapsed = state["step"], state["elapsed"]
+
+
+def check_settings(settings: OptimSettings) -> None:
+    """Refuse settings that cannot train, with the flag to change."""
+    s = settings
+    if s.lr <= 0:
+        raise UserError(f"--lr must be positive, got {s.lr}")
+    if s.min_lr < 0 or s.min_lr > s.lr:
+        raise UserError(f"--min-lr must be between 0 and --lr ({s.lr}), got {s.min_lr}")
+    if s.max_steps <= 0 and s.max_time <= 0:
+        raise UserError("set --max-steps or --max-time (minutes) to a positive number, or the run never ends")
+    if s.max_steps < 0 or s.max_time < 0:
+        raise UserError("--max-steps and --max-time cannot be negative")
+    if s.warmup_steps < 0 or (s.max_steps and s.warmup_steps >= s.max_steps):
+        raise UserError(f"--warmup-steps must be in [0, --max-steps); got {s.warmup_steps} with "
+                        f"--max-steps {s.max_steps}")
+    if s.weight_decay < 0:
+        raise UserError(f"--weight-decay must be >= 0, got {s.weight_decay}")
+    if s.grad_accum < 1:
+        raise UserError(f"--grad-accum must be >= 1, got {s.grad_accum}")
