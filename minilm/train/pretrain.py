@@ -146,7 +146,7 @@ def prepare_tokens(cfg: PretrainConfig, out: Path, ddp: Distributed, resume: boo
             print(f"training a {cfg.tokenizer_type} tokenizer with {cfg.vocab_size} pieces on {data_path}")
             started = time.perf_counter()
             tokenizer = Tokenizer.train(data_path, None, cfg.vocab_size, cfg.tokenizer_type)
-            print(f"tokenizer trained in {time.perf_counter() - started:.0f} s")
+            print(f"tokenizer trained in {time.perf_counter() - started:.1f} s")
             if ddp.enabled:
                 tokenizer.save(out / "tokenizer.model")  # the other ranks load it once rank 0 is done
         cache = build_token_cache(data_path, tokenizer, out / "tokens", cfg.val_fraction)
@@ -230,18 +230,9 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
         loss = train_step(trainer, batcher, cfg.grad_accum, device, state, out)
         if trainer.last_step_skipped and not trainer.done:
             continue  # fp16 overflow: no update, the step count stays, the scaler lowered its scale
-        tok_s = tokens_per_step * trainer.step_count / max(trainer.elapsed, 1e-9)
-        bar.total = planned_steps(trainer)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{trainer.lr:.2e}", tok_s=f"{tok_s:,.0f}")
-        clock.announce_eta(bar)
-        # every rank's RNG state, for an exact resume (only rank 0 writes them)
-        rngs = ddp.gather(rng_state(device)) if checkpoint_due(cfg, trainer) else []
-        if ddp.is_main:
-            evaluate_and_save(cfg, out, model, trainer, batcher, val, state, tokens_per_step, tok_s, bar, rngs,
-                              tensorboard)
-        elif trainer.step_count % cfg.eval_every == 0 or trainer.done:
-            val_loss(model, val.batches, device, dtype)  # every rank runs the model the same number of times
+        tok_s = show_step(bar, clock, trainer, loss, tokens_per_step)
+        evaluate_and_save(cfg, out, model, trainer, batcher, val, state, tokens_per_step, tok_s, bar, ddp,
+                          tensorboard)
     bar.refresh()
     bar.close()
     tensorboard.close()
@@ -250,8 +241,6 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
     if ddp.is_main:
         report = final_report(cfg, out, model, tokenizer, state, val, trainer, tokens_per_step,
                               time.perf_counter() - started, device)
-        print(f"next: fine-tune it as a classifier: {command_for('finetune')} --ckpt {out}   "
-              f"(or sample from it: {command_for('generate')} --ckpt {out})")
     ddp.close()
     return report
 
@@ -316,13 +305,30 @@ def checkpoint_due(cfg: PretrainConfig, trainer: Trainer) -> bool:
     return step % cfg.eval_every == 0 or step % cfg.save_every == 0 or trainer.done
 
 
+def show_step(bar, clock: StepClock, trainer: Trainer, loss: float, tokens_per_step: int) -> float:
+    """Move the progress bar on by one step (and say the ETA once); return tokens/s so far."""
+    tok_s = tokens_per_step * trainer.step_count / max(trainer.elapsed, 1e-9)
+    bar.total = planned_steps(trainer)
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{trainer.lr:.2e}", tok_s=f"{tok_s:,.0f}")
+    clock.announce_eta(bar)
+    return tok_s
+
+
 def evaluate_and_save(cfg: PretrainConfig, out: Path, model: MiniLM, trainer: Trainer, batcher: LMBatcher,
                       val: ValidationSet, state: RunState, tokens_per_step: int, tok_s: float, bar,
-                      rngs: list[dict], tensorboard: TensorBoardLog) -> None:
+                      ddp: Distributed, tensorboard: TensorBoardLog) -> None:
     """Every --eval-every steps: validation loss, a metrics row, model.pt if it is the best so far.
     Every --save-every steps, at the end and with every new best: trainer_state.pt (for --resume),
-    so the resumable state never lags behind model.pt. rngs: every rank's RNG state, in rank order."""
+    so the resumable state never lags behind model.pt. Under torchrun only rank 0 writes; the
+    others evaluate too (every rank runs the model the same number of times) and hand over their
+    RNG states, so a resume continues every rank exactly."""
     step = trainer.step_count
+    rngs = ddp.gather(rng_state(trainer.device)) if checkpoint_due(cfg, trainer) else []
+    if not ddp.is_main:
+        if step % cfg.eval_every == 0 or trainer.done:
+            val_loss(model, val.batches, trainer.device, trainer.dtype)
+        return
     new_best = False
     if step % cfg.eval_every == 0 or trainer.done:
         loss = val_loss(model, val.batches, trainer.device, trainer.dtype)
@@ -412,6 +418,8 @@ def final_report(cfg: PretrainConfig, out: Path, model: MiniLM, tokenizer: Token
         print(f"  > {text}")
     print(f"saved to {out}/: model.pt (best), trainer_state.pt, config.json, tokenizer.model, metrics.csv, "
           f"samples.txt, report.json" + (", loss.png" if (out / "loss.png").exists() else ""))
+    print(f"next: fine-tune it as a classifier: {command_for('finetune')} --ckpt {out}   "
+          f"(or sample from it: {command_for('generate')} --ckpt {out})")
     return report
 
 
