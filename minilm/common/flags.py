@@ -108,6 +108,13 @@ def make_parser(command: str, description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog=program_name(command), description=description)
 
 
+def parse_config(cls: type, command: str, description: str, argv: list[str] | None) -> Any:
+    """For a command whose flags are exactly the fields of one config dataclass: argv -> cls."""
+    parser = make_parser(command, description)
+    add_flags(parser, cls, command.replace("-", " "))
+    return cls(**values_for(parser.parse_args(argv), cls))
+
+
 def check_numbers(config: Any) -> None:
     """Refuse a NaN or infinite value in any float field of a config dataclass: argparse reads
     "nan" and "inf" as floats, and no comparison catches NaN (`nan <= 0` is False), so a

@@ -19,7 +19,7 @@ import torch
 
 from minilm.checkpoint import CKPT_HELP, load_lm
 from minilm.common.errors import UserError, exit_on_user_error
-from minilm.common.flags import add_flags, make_parser, values_for
+from minilm.common.flags import parse_config
 from minilm.common.plots import pyplot, save_figure
 from minilm.common.runtime import DEVICE_HELP, resolve_device
 from minilm.model.config import option, required
@@ -92,10 +92,9 @@ class AttentionMapConfig:
 
 
 def parse_args(argv: list[str] | None = None) -> AttentionMapConfig:
-    parser = make_parser("attention-map", "Draw the attention weights of every layer and head for one sentence "
-                                          "as a PNG grid of heat-maps.")
-    add_flags(parser, AttentionMapConfig, "attention map")
-    return AttentionMapConfig(**values_for(parser.parse_args(argv), AttentionMapConfig))
+    return parse_config(AttentionMapConfig, "attention-map",
+                        "Draw the attention weights of every layer and head for one sentence as a PNG "
+                        "grid of heat-maps.", argv)
 
 
 def main(args: AttentionMapConfig) -> Path:

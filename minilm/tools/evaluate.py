@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from minilm.checkpoint import CKPT_HELP, load_lm
 from minilm.common.errors import UserError, exit_on_user_error
 from minilm.common.files import save_json
-from minilm.common.flags import add_flags, make_parser, values_for
+from minilm.common.flags import parse_config
 from minilm.common.progress import progress
 from minilm.common.run_dir import RUN_FILES, check_writable_dir
 from minilm.common.runtime import DEVICE_HELP, resolve_device
@@ -163,10 +163,9 @@ class EvaluateConfig:
 
 
 def parse_args(argv: list[str] | None = None) -> EvaluateConfig:
-    parser = make_parser("evaluate", "Measure a trained MiniLM on any text: loss per token, perplexity and "
-                                     "bits per byte.")
-    add_flags(parser, EvaluateConfig, "evaluation")
-    return EvaluateConfig(**values_for(parser.parse_args(argv), EvaluateConfig))
+    return parse_config(EvaluateConfig, "evaluate",
+                        "Measure a trained MiniLM on any text: loss per token, perplexity and bits per "
+                        "byte.", argv)
 
 
 def check_json_path(path: Path) -> None:

@@ -17,7 +17,7 @@ import torch
 
 from minilm.checkpoint import CKPT_HELP, load_lm
 from minilm.common.errors import UserError, exit_on_user_error
-from minilm.common.flags import add_flags, make_parser, values_for
+from minilm.common.flags import parse_config
 from minilm.common.runtime import DEVICE_HELP, resolve_device
 from minilm.model.config import option
 from minilm.model.sampling import check_sampling, stream_tokens
@@ -89,10 +89,9 @@ class GenerateConfig:
 
 
 def parse_args(argv: list[str] | None = None) -> GenerateConfig:
-    parser = make_parser("generate", "Sample text from a trained MiniLM checkpoint, printing each sample as "
-                                     "it is generated.")
-    add_flags(parser, GenerateConfig, "generation")
-    return GenerateConfig(**values_for(parser.parse_args(argv), GenerateConfig))
+    return parse_config(GenerateConfig, "generate",
+                        "Sample text from a trained MiniLM checkpoint, printing each sample as it is "
+                        "generated.", argv)
 
 
 def check_args(args: GenerateConfig) -> None:

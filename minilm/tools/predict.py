@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from minilm.checkpoint import load_classifier, read_config
 from minilm.common.errors import UserError, exit_on_user_error
-from minilm.common.flags import add_flags, make_parser, values_for
+from minilm.common.flags import parse_config
 from minilm.common.progress import progress
 from minilm.common.runtime import DEVICE_HELP, autocast, resolve_device
 from minilm.model.classifier import MiniLMForSequenceClassification
@@ -98,10 +98,9 @@ class PredictConfig:
 
 
 def parse_args(argv: list[str] | None = None) -> PredictConfig:
-    parser = make_parser("predict", "Classify texts with a fine-tuned MiniLM: each text's label and class "
-                                    "probabilities.")
-    add_flags(parser, PredictConfig, "prediction")
-    return PredictConfig(**values_for(parser.parse_args(argv), PredictConfig))
+    return parse_config(PredictConfig, "predict",
+                        "Classify texts with a fine-tuned MiniLM: each text's label and class "
+                        "probabilities.", argv)
 
 
 @exit_on_user_error

@@ -22,7 +22,7 @@ from minilm.checkpoint import lm_from_dir, load_checked_tokenizer, load_model_co
 from minilm.common.distributed import Distributed, init_distributed, refuse_torchrun, split_batch
 from minilm.common.errors import UserError, exit_on_user_error
 from minilm.common.files import atomic_write, load_torch, save_csv, save_json, save_torch
-from minilm.common.flags import add_flags, command_for, command_line, make_parser, values_for
+from minilm.common.flags import command_for, command_line, parse_config
 from minilm.common.plots import plot_confusion, plot_curves
 from minilm.common.progress import progress
 from minilm.common.run_dir import SCRATCH_DIR, check_out_dir, check_writable_dir, claim_out_dir
@@ -431,10 +431,9 @@ def format_comparison(pretrained: dict, scratch: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
-    parser = make_parser("finetune", "Fine-tune a pretrained MiniLM as a text classifier; evaluate it; or "
-                                     "classify new text with --predict (the same as the predict command).")
-    add_flags(parser, FinetuneConfig, "fine-tuning job")
-    return FinetuneConfig(**values_for(parser.parse_args(argv), FinetuneConfig))
+    return parse_config(FinetuneConfig, "finetune",
+                        "Fine-tune a pretrained MiniLM as a text classifier; evaluate it; or classify new "
+                        "text with --predict (the same as the predict command).", argv)
 
 
 @exit_on_user_error
