@@ -112,7 +112,7 @@ FINETUNE_CASES = {
     "overwrite with --head-lr nan": (["--overwrite", "--head-lr", "nan"], "finite"),
     "overwrite with a missing --train": (["--overwrite", "--train", "nope.tsv"], "not found"),
     "negative seed": (["--overwrite", "--seed", "-3"], "--seed cannot be negative"),
-    "--out is --init": (["--overwrite", "--out", "{root}/pre"], "is the --init dir"),
+    "--out is --init": (["--overwrite", "--out", "{root}/pre"], "is the --ckpt dir"),
     "--out is --shape-from": (["--overwrite", "--init", "scratch", "--shape-from", "{root}/ft"], "--shape-from"),
     "--predict ''": (["--predict", ""], "nothing to classify"),
     "--predict on a pretraining dir": (["--predict", "hi", "--out", "{root}/pre"], "not a fine-tuned"),

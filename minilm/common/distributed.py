@@ -56,12 +56,15 @@ class Distributed:
                 tokenizer = train_or_load_tokenizer(...)   # rank 0 trains, the others load
         """
         if not self.is_main:
-            self._wait_long()
+            self.wait_for_all()
         yield
         if self.is_main:
-            self._wait_long()
+            self.wait_for_all()
 
-    def _wait_long(self) -> None:
+    def wait_for_all(self) -> None:
+        """A barrier on the gloo group with the long timeout: for the ranks that wait while rank 0
+        does slow work alone (evaluating a big test split, writing files); NCCL's own collectives
+        would time out after 10 minutes."""
         if self.enabled:
             dist.barrier(group=self.cpu_group)
 
@@ -146,7 +149,9 @@ def split_batch(tensors: tuple[torch.Tensor, ...], ctx: Distributed) -> tuple[tu
     over ranks, so with n_r rows each rank's mean loss is weighted by n_r · world_size / B:
     (1/W) Σ_r (n_r W / B) · mean_r = (1/B) Σ_rows loss, the one-process gradient of the whole
     batch, even when B does not divide evenly. A rank left with no rows runs one row with weight 0
-    (every rank must run the model once per step for DDP's gradient exchange).
+    (every rank must run the model once per step for DDP's gradient exchange). Exact for a plain
+    mean over rows; a loss normalised otherwise (class weights, the LM loss's mean over tokens)
+    is combined by row share too, which approximates one process closely but not exactly.
     """
     if not ctx.enabled:
         return tensors, 1.0

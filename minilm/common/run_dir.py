@@ -30,7 +30,9 @@ from minilm.common.files import TMP_SUFFIX
 # Everything a run writes into its out dir (the token cache in tokens/ is kept: it is checked
 # against the corpus and tokenizer each time).
 RUN_FILES = ("config.json", "model.pt", "tokenizer.model", "trainer_state.pt", "metrics.csv", "report.json",
-             "samples.txt", "loss.png", "labels.json", "predictions.tsv")
+             "samples.txt", "loss.png", "labels.json", "predictions.tsv", "confusion_valid.png",
+             "confusion_test.png", "confusion_transfer.png")
+TENSORBOARD_DIR = "tensorboard"  # --tensorboard's event files: a new run must not append to the old one's
 LR_FIND_FILES = ("lr_find.csv", "lr_find.png")
 SCRATCH_DIR = "scratch"  # fine-tuning's --compare-scratch run, a run dir inside the run dir
 LOCK_NAME = ".lock"
@@ -82,6 +84,7 @@ class RunDir:
         for name in (*RUN_FILES, *LR_FIND_FILES):
             (self.path / name).unlink(missing_ok=True)
         shutil.rmtree(self.path / SCRATCH_DIR, ignore_errors=True)
+        shutil.rmtree(self.path / TENSORBOARD_DIR, ignore_errors=True)
         self.overwrite = False  # once is enough
 
 

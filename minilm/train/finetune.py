@@ -357,7 +357,7 @@ def run(cfg: FinetuneConfig) -> FinetuneReport | None:
 def check_sources_survive(cfg: FinetuneConfig) -> None:
     """--out must not be the dir the model starts from: --overwrite would delete it first."""
     out = Path(cfg.out).resolve()
-    sources = {"--init": cfg.init} if cfg.init != "scratch" else {}
+    sources = {"--ckpt": cfg.init} if cfg.init != "scratch" else {}
     if cfg.init == "scratch" or cfg.compare_scratch:
         sources["--shape-from"] = cfg.shape_from if cfg.init == "scratch" else cfg.init
     for flag, source in sources.items():
@@ -376,6 +376,7 @@ def train_and_report(cfg: FinetuneConfig, prepared: tuple, splits: dict[str, Spl
     if ddp.is_main:
         report = FinetuneReport(report_splits(model, splits, labels, device, dtype, cfg, out,
                                               f"fine-tuned from {cfg.init}"))
+    ddp.wait_for_all()  # the other ranks wait (long timeout) while rank 0 evaluates
     if cfg.compare_scratch and cfg.init != "scratch":
         scratch_out = out / SCRATCH_DIR
         if ddp.is_main:
@@ -388,6 +389,7 @@ def train_and_report(cfg: FinetuneConfig, prepared: tuple, splits: dict[str, Spl
             report.scratch = report_splits(scratch_model, splits, labels, device, dtype, cfg, scratch_out,
                                            "from scratch")
             print(format_comparison(report.splits, report.scratch))
+        ddp.wait_for_all()
     if ddp.is_main:
         save_json(report.to_json(), out / "report.json")
         print(f"saved to {out}/: model.pt, config.json, tokenizer.model, labels.json, metrics.csv, report.json, "

@@ -136,19 +136,22 @@ def prepare_tokens(cfg: PretrainConfig, out: Path, ddp: Distributed, resume: boo
     --overwrite, the old run's tokenizer.model is still in place until then). Under DDP, rank 0
     does the work (the default data too) while the others wait, then they reuse its files.
     """
+    # Under torchrun a new tokenizer reaches the other ranks through the token cache's folder, not
+    # out/tokenizer.model: with --overwrite that is still the old run's until the first write.
+    handoff = out / "tokens" / "tokenizer.model"
     with ddp.main_first():
         data_path = corpus_path(cfg)
-        if not ddp.is_main:
+        if resume:
             tokenizer = Tokenizer.load(out / "tokenizer.model")
-        elif resume:
-            tokenizer = Tokenizer.load(out / "tokenizer.model")
+        elif not ddp.is_main:
+            tokenizer = Tokenizer.load(handoff)
         else:
             print(f"training a {cfg.tokenizer_type} tokenizer with {cfg.vocab_size} pieces on {data_path}")
             started = time.perf_counter()
             tokenizer = Tokenizer.train(data_path, None, cfg.vocab_size, cfg.tokenizer_type)
             print(f"tokenizer trained in {time.perf_counter() - started:.1f} s")
             if ddp.enabled:
-                tokenizer.save(out / "tokenizer.model")  # the other ranks load it once rank 0 is done
+                tokenizer.save(handoff)  # the other ranks load it once rank 0 is done
         cache = build_token_cache(data_path, tokenizer, out / "tokens", cfg.val_fraction)
     return tokenizer, cache
 
@@ -294,8 +297,9 @@ def train_step(trainer: Trainer, batcher: LMBatcher, grad_accum: int, device: to
                 else "none yet")
         raise UserError(f"{err}; training stopped. Last good checkpoint: {last}. Try a lower --lr "
                         f"or --dtype fp32") from None
-    state.loss_sum += loss
-    state.loss_steps += 1
+    if not trainer.last_step_skipped:  # an fp16 overflow step did not train: its loss is not averaged
+        state.loss_sum += loss
+        state.loss_steps += 1
     return loss
 
 
@@ -321,8 +325,9 @@ def evaluate_and_save(cfg: PretrainConfig, out: Path, model: MiniLM, trainer: Tr
     """Every --eval-every steps: validation loss, a metrics row, model.pt if it is the best so far.
     Every --save-every steps, at the end and with every new best: trainer_state.pt (for --resume),
     so the resumable state never lags behind model.pt. Under torchrun only rank 0 writes; the
-    others evaluate too (every rank runs the model the same number of times) and hand over their
-    RNG states, so a resume continues every rank exactly."""
+    others evaluate too, so they reach the next step's gradient exchange about when rank 0 does
+    (time spent waiting there would count as training time on their clocks), and hand over
+    their RNG states, so a resume continues every rank exactly."""
     step = trainer.step_count
     rngs = ddp.gather(rng_state(trainer.device)) if checkpoint_due(cfg, trainer) else []
     if not ddp.is_main:
@@ -330,7 +335,7 @@ def evaluate_and_save(cfg: PretrainConfig, out: Path, model: MiniLM, trainer: Tr
             val_loss(model, val.batches, trainer.device, trainer.dtype)
         return
     new_best = False
-    if step % cfg.eval_every == 0 or trainer.done:
+    if (step % cfg.eval_every == 0 or trainer.done) and not (state.rows and state.rows[-1]["step"] == step):
         loss = val_loss(model, val.batches, trainer.device, trainer.dtype)
         row = {"step": step, "tokens": step * tokens_per_step, "lr": trainer.lr,
                "train_loss": state.loss_sum / state.loss_steps, "val_loss": loss,
