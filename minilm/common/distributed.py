@@ -61,6 +61,16 @@ class Distributed:
         if self.is_main:
             self.wait_for_all()
 
+    @contextlib.contextmanager
+    def only_main_speaks(self):
+        """Inside the block, the other ranks' prints and progress bars go nowhere: work every rank
+        repeats (reading and encoding the labeled files) is reported once, by rank 0."""
+        if self.is_main:
+            yield
+            return
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
+
     def wait_for_all(self) -> None:
         """A barrier on the gloo group with the long timeout: for the ranks that wait while rank 0
         does slow work alone (evaluating a big test split, writing files); NCCL's own collectives

@@ -342,7 +342,7 @@ def run(cfg: FinetuneConfig) -> FinetuneReport | None:
     # (on every rank, so under torchrun they all stop at a bad flag, none waits for the others).
     check_sources_survive(cfg)
     check_out_dir(out, resume=False, overwrite=cfg.overwrite, can_resume=False)
-    with ddp.main_first():  # rank 0 generates the default data if it is missing
+    with ddp.main_first(), ddp.only_main_speaks():  # rank 0 generates the default data if it is missing
         source_config, tokenizer, splits, labels = prepare_data(cfg)
     prepared = prepare_training(cfg, cfg.init, splits["train"], len(labels), device, dtype, ddp)
     enable_tf32()
