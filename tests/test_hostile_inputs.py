@@ -91,6 +91,8 @@ PRETRAIN_CASES = {
     "no flag on an existing run": ([], "already holds a saved run"),
     "--resume with other flags": (["--resume", "--batch-size", "8"], "cannot change"),
     "overwrite with a too long context": (["--overwrite", "--context-length", "100000"], "window needs"),
+    "an empty --out": (["--out", ""], "--out is empty"),
+    "a --preset that does not exist": (["--overwrite", "--preset", "huge"], "invalid choice"),
 }
 
 
@@ -116,6 +118,7 @@ FINETUNE_CASES = {
     "--out is --shape-from": (["--overwrite", "--init", "scratch", "--shape-from", "{root}/ft"], "--shape-from"),
     "--predict ''": (["--predict", ""], "nothing to classify"),
     "--predict on a pretraining dir": (["--predict", "hi", "--out", "{root}/pre"], "not a fine-tuned"),
+    "--freeze beyond the model's blocks": (["--overwrite", "--freeze", "99"], "more blocks than the model has"),
 }
 
 
@@ -325,6 +328,7 @@ def test_corpus_that_is_not_text(work, capsys, kind, message):
 
 
 @pytest.mark.parametrize("target,message", [("pre/config.json", "would overwrite a file of the checkpoint"),
+                                            ("pre/tokens/meta.json", "would overwrite a file of the checkpoint"),
                                             ("pre", "is a directory")])
 def test_evaluate_json_never_overwrites_a_checkpoint(work, capsys, target, message):
     root, _ = work
@@ -406,3 +410,50 @@ _download.download("https://example.org/x.zip", Path({str(tmp_path)!r}) / "x.zip
     assert result.stderr.strip().splitlines()[-1].startswith("error: no network")
     assert "use --local PATH" in result.stderr and "Traceback" not in result.stderr
     assert os.listdir(tmp_path) == []  # no temporary left behind
+
+
+# -- the attention map's --png, argparse errors, resume misuse, export targets ------------------
+
+
+@pytest.mark.parametrize("target,message", [("pre/model.pt", "would overwrite a file of the checkpoint"),
+                                            ("ft/labels.json", "would overwrite a file of the checkpoint"),
+                                            ("pre", "is a directory")])
+def test_the_attention_map_never_overwrites_a_checkpoint(work, capsys, target, message):
+    from minilm.tools import attention_map
+    root, _ = work
+    before = checksums(root)
+    argv = ["--ckpt", str(root / "pre"), "--text", "the soup", "--device", "cpu", "--png", str(root / target)]
+    assert message in one_error_line(attention_map.cli, argv, capsys)
+    assert checksums(root) == before
+
+
+def test_a_bad_flag_value_is_one_line_without_the_usage_block(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        pretrain.cli(["--preset", "huge"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: argument --preset: invalid choice") and "--help" in err[0]
+
+
+def test_resume_refuses_overwrite_and_a_run_that_already_finished(work, capsys):
+    root, _ = work
+    before = checksums(root)
+    assert "pass one of them" in one_error_line(pretrain.cli, [*resume_argv(root), "--overwrite"], capsys)
+    assert "already finished its 4 steps" in one_error_line(pretrain.cli, resume_argv(root), capsys)
+    assert checksums(root) == before  # the finished run's report.json is not rewritten
+
+
+def test_export_never_writes_into_its_source_or_another_run(work, capsys, tmp_path):
+    pytest.importorskip("transformers")
+    from minilm.interop import export
+    root, _ = work
+    (tmp_path / "link").symlink_to(root / "pre")
+    before = checksums(root)
+    export_pre = ["--ckpt", str(root / "pre"), "--to", "hf", "--overwrite"]
+    cases = [([*export_pre, str(root / "pre")], "the dir it would be made from"),
+             ([*export_pre, str(tmp_path / "link")], "the dir it would be made from"),  # the same dir by a symlink
+             ([*export_pre, str(root / "ft")], "holds a minilm checkpoint"),
+             (["--from-hf", str(root / "pre"), str(tmp_path / "imported")], "not a transformers model dir")]
+    for argv, message in cases:
+        assert message in one_error_line(export.cli, argv, capsys), argv
+    assert checksums(root) == before

@@ -36,5 +36,10 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
         except (UserError, ConfigError) as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
+        except MemoryError as err:  # e.g. a --batch-size far beyond this machine's memory
+            detail = (str(err).strip().splitlines() or ["not enough memory"])[0]
+            print(f"error: out of memory ({detail}); try a smaller --batch-size, model or --eval-batches",
+                  file=sys.stderr)
+            sys.exit(2)
 
     return wrapper

@@ -104,8 +104,17 @@ def command_for(command: str) -> str:
     return f"python -m minilm.{command.replace('-', '_')}"
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, but a bad flag is one `error:` line like every other user error (argparse's own
+    error prints the whole usage block first, 30 lines for the jobs)."""
+
+    def error(self, message: str) -> None:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def make_parser(command: str, description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=program_name(command), description=description)
+    return OneLineErrors(prog=program_name(command), description=description)
 
 
 def parse_config(cls: type, command: str, description: str, argv: list[str] | None) -> Any:

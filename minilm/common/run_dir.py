@@ -52,6 +52,21 @@ def check_writable_dir(out: Path, flag: str = "--out") -> None:
         raise UserError(f"{flag} {out}: {existing} is not writable (permission denied); choose another {flag}")
 
 
+def check_output_file(path: Path, flag: str, example: str) -> None:
+    """A single output file (evaluate's --json, the attention map's --png) must be a file name, and
+    never one of a checkpoint's own files or anything inside its token cache."""
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a directory; pass a file name such as {path / example}")
+    folder = path.parent
+    in_checkpoint = (folder / "config.json").is_file() and path.name in (*RUN_FILES, *LR_FIND_FILES, LOCK_NAME)
+    in_token_cache = folder.name == "tokens" and (folder.parent / "config.json").is_file()
+    if in_checkpoint or in_token_cache:
+        where = folder if in_checkpoint else folder.parent
+        raise UserError(f"{flag} {path} would overwrite a file of the checkpoint in {where}; choose another "
+                        f"name, such as {where / example}")
+    check_writable_dir(folder, f"{flag}'s folder")
+
+
 def check_out_dir(out: Path, resume: bool, overwrite: bool, can_resume: bool = True) -> None:
     """May a run start in `out` (with --resume / --overwrite as given)? Reads only, writes nothing."""
     check_writable_dir(out)

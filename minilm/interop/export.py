@@ -35,8 +35,7 @@ def main(args: argparse.Namespace) -> None:
     if bool(args.out) == bool(args.out_flag):
         raise UserError("name the dir to write once: `... OUT` or `--out OUT`")
     out = Path(args.out or args.out_flag)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise UserError(f"{out} exists and is not an empty dir; pass --overwrite or choose another dir")
+    check_export_target(out, Path(args.ckpt or args.from_hf), args.overwrite)
     if args.from_hf:
         from minilm.interop.hf_import import import_hf
         print(f"imported a {import_hf(args.from_hf, out)} into {out}")
@@ -47,6 +46,19 @@ def main(args: argparse.Namespace) -> None:
     else:
         from minilm.interop.onnx_export import export_onnx
         print(f"wrote {export_onnx(args.ckpt, out)}")
+
+
+def check_export_target(out: Path, source: Path, overwrite: bool) -> None:
+    """The dir to write must not be the source (or inside it), must not hold a minilm run (that
+    --overwrite would silently turn into a mix of two models), and is replaced only with --overwrite."""
+    if out.resolve() == source.resolve():
+        raise UserError(f"{out} is the dir it would be made from ({source}); write to another dir")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; choose a dir to write")
+    if (out / "config.json").is_file() and (out / "model.pt").is_file():
+        raise UserError(f"{out} holds a minilm checkpoint, which an export must not mix into; choose another dir")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out} exists and is not an empty dir; pass --overwrite or choose another dir")
 
 
 def cli(argv: list[str] | None = None) -> None:

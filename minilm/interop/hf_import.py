@@ -36,7 +36,11 @@ def import_hf(hf_dir: str | Path, out: Path) -> str:
                         "pad/unk/bos/eos ids 0/1/2/3, like the ones minilm exports")
     tokenizer = Tokenizer.load(hf_dir / "tokenizer.model")
     transformers = import_transformers()
-    hf_config = transformers.AutoConfig.from_pretrained(hf_dir, local_files_only=True)
+    try:
+        hf_config = transformers.AutoConfig.from_pretrained(hf_dir, local_files_only=True)
+    except (ValueError, OSError) as err:  # e.g. a minilm dir: its config.json has no model_type
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{hf_dir} is not a transformers model dir ({detail})") from None
     arch = architecture_named(hf_config.model_type, str(hf_dir))
     fields = arch.model_config(hf_config, str(hf_dir))
     classifier = any(name.endswith("ForSequenceClassification") for name in hf_config.architectures or [])

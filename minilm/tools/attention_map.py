@@ -21,6 +21,7 @@ from minilm.checkpoint import CKPT_HELP, load_lm
 from minilm.common.errors import UserError, exit_on_user_error
 from minilm.common.flags import parse_config
 from minilm.common.plots import pyplot, save_figure
+from minilm.common.run_dir import check_output_file
 from minilm.common.runtime import DEVICE_HELP, resolve_device
 from minilm.model.config import option, required
 from minilm.model.gpt import MiniLM
@@ -99,13 +100,13 @@ def parse_args(argv: list[str] | None = None) -> AttentionMapConfig:
 
 def main(args: AttentionMapConfig) -> Path:
     """Write the heat-maps for args.text; return the PNG's path."""
+    check_output_file(Path(args.png), "--png", "attention.png")  # before the model loads
     model, tokenizer = load_lm(args.ckpt, resolve_device(args.device))
     layers = pick(args.layer, model.cfg.n_layer, "layer")
     heads = pick(args.head, model.cfg.n_head, "head")
     ids = encode_prompt(tokenizer, args.text, model.cfg.context_length)  # [bos] + the text's ids
     maps = attention_maps(model, torch.tensor([ids], device=next(model.parameters()).device))
     out = Path(args.png)
-    out.parent.mkdir(parents=True, exist_ok=True)
     plot_attention(maps, [tokenizer.id_to_piece(i) for i in ids], out, layers, heads,
                    f"attention of {args.ckpt}: row = query token, column = key token")
     print(f"wrote {out}: {len(layers)} layer(s) x {len(heads)} head(s), {len(ids)} tokens")

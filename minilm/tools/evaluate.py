@@ -52,7 +52,7 @@ from minilm.common.errors import UserError, exit_on_user_error
 from minilm.common.files import save_json
 from minilm.common.flags import parse_config
 from minilm.common.progress import progress
-from minilm.common.run_dir import RUN_FILES, check_writable_dir
+from minilm.common.run_dir import check_output_file
 from minilm.common.runtime import DEVICE_HELP, resolve_device
 from minilm.model.config import option, required
 from minilm.model.gpt import MiniLM
@@ -168,20 +168,10 @@ def parse_args(argv: list[str] | None = None) -> EvaluateConfig:
                         "byte.", argv)
 
 
-def check_json_path(path: Path) -> None:
-    """--json must be a file minilm may write: not a dir, not one of a checkpoint dir's own files."""
-    if path.is_dir():
-        raise UserError(f"--json {path} is a directory; pass a file name such as {path / 'eval.json'}")
-    if path.name in RUN_FILES and (path.parent / "config.json").is_file():
-        raise UserError(f"--json {path} would overwrite a file of the checkpoint in {path.parent}; "
-                        f"choose another name, such as {path.parent / 'eval.json'}")
-    check_writable_dir(path.parent, "--json's folder")
-
-
 def main(args: EvaluateConfig) -> dict:
     """Load, score, print the table, write --json; return the results."""
     if args.json:
-        check_json_path(Path(args.json))  # before the scoring, which may take a while
+        check_output_file(Path(args.json), "--json", "eval.json")  # before the scoring, which may take a while
     device = resolve_device(args.device)
     model, tokenizer = load_lm(args.ckpt, device)
     results = evaluate_text(model, tokenizer, iter_documents(args.data), args.stride, args.batch_size, device)

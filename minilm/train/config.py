@@ -92,11 +92,15 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         check_numbers(self)
+        if not self.out.strip():
+            raise UserError("--out is empty; name the dir to write, e.g. --out out/run1")
         if self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         for name in ("batch_size", "eval_every", "eval_batches", "save_every", "vocab_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.resume and self.overwrite:
+            raise UserError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
         if self.warmup_steps is None:
             self.warmup_steps = scaled_warmup(self.max_steps)
         for name in ("num_samples", "seed", "max_steps", "warmup_steps", "find_lr_steps"):
@@ -177,6 +181,8 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         check_numbers(self)
+        if not self.out.strip():
+            raise UserError("--out is empty; name the dir to write, e.g. --out out/run1")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")

@@ -217,6 +217,9 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
     trainer = Trainer(model, settings, device, dtype, distributed=ddp.enabled, compile=cfg.compile)
     tensorboard = TensorBoardLog(cfg.tensorboard and ddp.is_main, out / "tensorboard")
     state = restore(out, model, trainer, batcher, ddp, device) if cfg.resume else RunState()
+    if cfg.resume and trainer.done:  # nothing to train: refuse rather than rewrite the finished run's report
+        raise UserError(f"{out} already finished its {trainer.step_count} steps; pass a larger --max-steps (or "
+                        f"--max-time) with --resume to train it further")
     if run_dir is not None:
         if not cfg.resume:
             run_dir.replace_old_run()  # --overwrite: the first write of the new run is next
@@ -484,7 +487,7 @@ def resumed_config(args, given: set[str]) -> PretrainConfig:
     job = {k: v for k, v in saved.get("job", {}).items() if k in names}
     defaults = PretrainConfig.__dataclass_fields__
     clashes = [(name, getattr(args, name), job.get(name, defaults[name].default))
-               for name in sorted(given & names - set(RESUME_MAY_CHANGE))
+               for name in sorted(given & names - set(RESUME_MAY_CHANGE) - {"overwrite"})
                if getattr(args, name) != job.get(name, defaults[name].default)]
     clashes += [(name, getattr(args, name), saved["model"].get(name))
                 for name in sorted(given & {f.name for f in fields(ModelConfig)})
@@ -495,7 +498,7 @@ def resumed_config(args, given: set[str]) -> PretrainConfig:
                         f"those flags (only {', '.join(flag_name(n) for n in RESUME_MAY_CHANGE[3:])} may "
                         f"change), or start a new run with another --out")
     return PretrainConfig(**{**job, **{name: getattr(args, name) for name in given & set(RESUME_MAY_CHANGE)},
-                             "out": str(out), "resume": True})
+                             "out": str(out), "resume": True, "overwrite": "overwrite" in given and args.overwrite})
 
 
 def parse_args(argv: list[str] | None = None) -> PretrainConfig:
