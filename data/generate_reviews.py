@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
+from minilm.common.flags import OneLineErrors
 from minilm.reviews.check import (
     bag_of_words_baseline,
     careful_reader_accuracy,
@@ -26,7 +28,7 @@ from minilm.reviews.world import N_UNLABELED, generate
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = OneLineErrors(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="data/reviews",
                         help="folder for the five files (default: %(default)s)")
@@ -36,6 +38,10 @@ def main() -> None:
     parser.add_argument("--check", action="store_true",
                         help="verify the lesson and run the bag-of-words baseline")
     args = parser.parse_args()
+    if args.n_unlabeled < 1:
+        sys.exit(f"error: --n-unlabeled must be at least 1, got {args.n_unlabeled}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        sys.exit(f"error: --out {args.out} is a file; choose a folder")
 
     start = time.perf_counter()
     paths = generate(args.out, args.seed, n_unlabeled=args.n_unlabeled)

@@ -33,6 +33,7 @@ from pathlib import Path
 from _download import announce, download
 
 from minilm.common.files import atomic_write_text
+from minilm.common.flags import OneLineErrors
 from minilm.text.labeled import holdout_split, write_labeled_tsv
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -123,7 +124,7 @@ def read_local(folder: Path) -> tuple[dict[str, Labeled], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--local", type=Path, help="read this local copy instead of downloading")
@@ -132,12 +133,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--valid-size", type=int, default=2500, help="train reviews held out as valid.tsv")
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out draw")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        sys.exit(f"error: --out {args.out} is a file; choose a folder")
     if args.local:
         labeled, unlabeled = read_local(args.local)
     else:
         announce("the IMDB reviews (aclImdb, ~80 MB)", URL)
         labeled, unlabeled = sort_acl_reviews(tar_files(download(URL, args.raw / "aclImdb_v1.tar.gz",
                                                                  "use --local DIR with a copy of aclImdb/")))
+    if not 0 < args.valid_size < len(labeled["train"]):
+        sys.exit(f"error: {len(labeled['train'])} labeled train reviews found, so --valid-size {args.valid_size} "
+                 f"cannot be held out of them; is this a full copy of aclImdb?")
     counts = write_outputs(labeled, unlabeled, args.out, args.valid_size, args.seed)
     print(f"wrote {args.out}: " + ", ".join(f"{name} {n}" for name, n in counts.items()), file=sys.stderr)
 

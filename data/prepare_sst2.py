@@ -25,6 +25,7 @@ from pathlib import Path
 
 from _download import announce, download
 
+from minilm.common.flags import OneLineErrors
 from minilm.text.labeled import holdout_split, read_labeled, write_labeled_tsv
 
 URL = "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"
@@ -53,7 +54,7 @@ def convert(glue_dir: Path, out_dir: Path, valid_size: int, seed: int) -> dict[s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("data/sst2"), help="output folder")

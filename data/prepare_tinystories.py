@@ -24,6 +24,7 @@ from pathlib import Path
 from _download import announce, stream_lines
 
 from minilm.common.files import atomic_write
+from minilm.common.flags import OneLineErrors
 
 URL = "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStoriesV2-GPT4-{split}.txt"
 END_OF_STORY = "<|endoftext|>"
@@ -61,7 +62,7 @@ def write_stories(stories: Iterable[str], out: Path, limit: int) -> tuple[int, i
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--split", choices=["train", "valid"], default="train", help="which TinyStories file")

@@ -93,6 +93,7 @@ PRETRAIN_CASES = {
     "overwrite with a too long context": (["--overwrite", "--context-length", "100000"], "window needs"),
     "an empty --out": (["--out", ""], "--out is empty"),
     "a --preset that does not exist": (["--overwrite", "--preset", "huge"], "invalid choice"),
+    "--eval-batches beyond any need": (["--overwrite", "--eval-batches", "1000000000"], "more than an evaluation"),
 }
 
 
@@ -457,3 +458,49 @@ def test_export_never_writes_into_its_source_or_another_run(work, capsys, tmp_pa
     for argv, message in cases:
         assert message in one_error_line(export.cli, argv, capsys), argv
     assert checksums(root) == before
+
+
+def test_fractions_that_cannot_hold_anything_out_are_refused_before_writing(work, capsys, tmp_path):
+    root, splits = work
+    one_each = tmp_path / "one_each.csv"
+    one_each.write_text("text,label\ngood food,pos\nbad food,neg\nok food,mid\n")
+    argv = ["--ckpt", str(root / "pre"), "--train", str(one_each), "--valid-fraction", "0.3", "--test-fraction",
+            "0.3", "--out", str(tmp_path / "new_ft"), "--device", "cpu"]
+    assert "too few examples per label" in one_error_line(finetune.cli, argv, capsys)
+    assert not (tmp_path / "new_ft").exists()
+
+
+def test_generate_refuses_a_seed_torch_cannot_take(work, capsys):
+    from minilm.tools import generate
+    root, _ = work
+    argv = ["--ckpt", str(root / "pre"), "--text", "hi", "--device", "cpu", "--seed", str(2**70)]
+    assert "--seed must be below 2**63" in one_error_line(generate.cli, argv, capsys)
+
+
+def test_the_python_api_refuses_to_overwrite_runs_and_bad_arguments(work, tmp_path):
+    from minilm import MiniLM, MiniLMForSequenceClassification
+    root, _ = work
+    before = checksums(root)
+    lm = MiniLM.from_pretrained(root / "pre")
+    clf = MiniLMForSequenceClassification.from_pretrained(root / "ft")
+    for model, target in [(lm, root / "pre"), (clf, root / "ft"), (lm, root / "ft"), (clf, root / "pre")]:
+        with pytest.raises(UserError, match="already holds a checkpoint; pass overwrite=True"):
+            model.save_pretrained(target)
+    with pytest.raises(UserError, match="is a file"):
+        lm.save_pretrained(root / "pre" / "model.pt")
+    for labels in ("ab", ["x", "x"], ["", ""], [None, None], ["only"]):
+        with pytest.raises(UserError, match="labels="):
+            MiniLMForSequenceClassification.from_pretrained(root / "pre", labels=labels)
+    for batch_size in (0, -1, 1.5, True):
+        with pytest.raises(UserError, match="batch_size must be a positive integer"):
+            clf.predict(["good"], batch_size=batch_size)
+    with pytest.raises(UserError, match="list of strings"):
+        clf.predict([b"good"])
+    with pytest.raises(UserError):
+        MiniLM.from_pretrained(root / "pre", device="bogus")
+    assert checksums(root) == before
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "pre", copy)
+    lm.save_pretrained(copy, overwrite=True)  # explicit: the old run's files go, nothing stale stays
+    assert not (copy / "trainer_state.pt").exists() and (copy / "model.pt").is_file()
+    assert MiniLM.from_pretrained(copy).cfg == lm.cfg

@@ -132,6 +132,8 @@ def check_numbers(config: Any) -> None:
         value = getattr(config, f.name)
         if _base_type(f.type) is float and isinstance(value, float) and not math.isfinite(value):
             raise UserError(f"{flag_name(f.name)} must be a finite number, got {value}")
+        if f.name == "seed" and value is not None and abs(value) >= 2**63:
+            raise UserError(f"--seed must be below 2**63 (what torch's generators take), got {value}")
 
 
 def values_for(args: argparse.Namespace, cls: type, skip: tuple[str, ...] = (),

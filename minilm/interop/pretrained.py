@@ -16,6 +16,8 @@ import torch
 from minilm.checkpoint import load_classifier, load_lm, read_config
 from minilm.common.errors import UserError
 from minilm.common.files import save_json, save_torch
+from minilm.common.run_dir import RunDir
+from minilm.common.runtime import resolve_device
 from minilm.model.classifier import MiniLMForSequenceClassification
 from minilm.model.gpt import MiniLM
 from minilm.text.labeled import LabelMap, encode_texts
@@ -29,7 +31,7 @@ class Predictions(NamedTuple):
 
 
 def load_lm_dir(path: str | Path, device: str | torch.device) -> MiniLM:
-    model, tokenizer = load_lm(path, torch.device(device))
+    model, tokenizer = load_lm(path, resolve_device(str(device)))
     model.tokenizer = tokenizer
     return model
 
@@ -37,7 +39,7 @@ def load_lm_dir(path: str | Path, device: str | torch.device) -> MiniLM:
 def load_classifier_dir(path: str | Path, labels: list[str] | None,
                         device: str | torch.device) -> MiniLMForSequenceClassification:
     """A fine-tuned dir as it is, or a pretraining dir's body under a fresh head for `labels`."""
-    device = torch.device(device)
+    device = resolve_device(str(device))  # one clear line for a device this machine lacks
     kind = read_config(path).get("kind")
     if kind == "finetune":
         model, tokenizer, label_map = load_classifier(path, device)
@@ -46,19 +48,36 @@ def load_classifier_dir(path: str | Path, labels: list[str] | None,
                             "drop labels= to use them")
         labels = label_map.names
     else:
-        if not labels or len(labels) < 2:
-            raise UserError(f"{path} holds a {kind} checkpoint without a classification head: pass "
-                            "labels=[...] (two or more) for the new head")
+        check_label_names(labels, path, kind)
         lm, tokenizer = load_lm(path, torch.device("cpu"))
         model = MiniLMForSequenceClassification.from_pretrained_lm(lm, len(labels)).to(device).eval()
     model.tokenizer, model.labels = tokenizer, list(labels)
     return model
 
 
-def save_dir(model: MiniLM | MiniLMForSequenceClassification, path: str | Path) -> None:
+def check_label_names(labels, path: str | Path, kind: str) -> None:
+    """labels= for a fresh head: a list of two or more distinct, non-empty strings."""
+    if not isinstance(labels, (list, tuple)) or len(labels) < 2:
+        raise UserError(f"{path} holds a {kind} checkpoint without a classification head: pass "
+                        "labels=[...] (a list of two or more names) for the new head")
+    if not all(isinstance(name, str) and name.strip() for name in labels) or len(set(labels)) != len(labels):
+        raise UserError(f"labels= must be distinct, non-empty strings, got {list(labels)!r}")
+
+
+def save_dir(model: MiniLM | MiniLMForSequenceClassification, path: str | Path, overwrite: bool = False) -> None:
+    """save_pretrained: refuses a dir that already holds a checkpoint (a training run's, say) unless
+    overwrite=True, which removes that run's files first so nothing stale is left beside the new ones."""
     if model.tokenizer is None:
         raise UserError("save_pretrained needs the model's tokenizer: load the model with from_pretrained, "
                         "or set model.tokenizer = minilm.text.tokenizer.Tokenizer.load(...)")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} is a file; save_pretrained writes a dir: choose a dir path")
+    if (path / "config.json").is_file() or (path / "model.pt").is_file():
+        if not overwrite:
+            raise UserError(f"{path} already holds a checkpoint; pass overwrite=True to replace it, or choose "
+                            "another dir")
+        RunDir(path, overwrite=True).replace_old_run()
     write_checkpoint(path, model, model.tokenizer, getattr(model, "labels", None))
 
 
@@ -69,7 +88,10 @@ def write_checkpoint(path: str | Path, model: MiniLM | MiniLMForSequenceClassifi
     if classifier and (labels is None or len(labels) != model.num_labels):
         raise UserError(f"the classifier has {model.num_labels} classes: set model.labels to their names")
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create {path}: {err.strerror}; choose a dir you can write") from None
     config = {"kind": "finetune" if classifier else "pretrain", "model": model.cfg.to_dict(),
               "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
               "job": {}, **({"init": note} if note else {})}
@@ -89,6 +111,11 @@ def predict(model: MiniLMForSequenceClassification, texts: list[str], batch_size
                         "MiniLMForSequenceClassification.from_pretrained(dir)")
     if isinstance(texts, str):
         texts = [texts]
+    texts = list(texts)
+    if not all(isinstance(text, str) for text in texts):
+        raise UserError("predict takes a list of strings (decode bytes first)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not texts:
         return Predictions([], torch.empty(0, model.num_labels))
     seqs, _ = encode_texts(model.tokenizer, texts, model.cfg.context_length)

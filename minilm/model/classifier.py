@@ -120,10 +120,11 @@ class MiniLMForSequenceClassification(nn.Module):
         from minilm.interop.pretrained import load_classifier_dir
         return load_classifier_dir(path, labels, device)
 
-    def save_pretrained(self, path) -> None:
-        """Write a fine-tuned checkpoint dir (config.json, model.pt, tokenizer.model, labels.json)."""
+    def save_pretrained(self, path, overwrite: bool = False) -> None:
+        """Write a fine-tuned checkpoint dir (config.json, model.pt, tokenizer.model, labels.json); a dir
+        that already holds a checkpoint is refused unless overwrite=True."""
         from minilm.interop.pretrained import save_dir
-        save_dir(self, path)
+        save_dir(self, path, overwrite)
 
     def predict(self, texts: list[str], batch_size: int = 64):
         """Texts -> Predictions(labels: list[str], probabilities: (N, num_labels) tensor), computed in

@@ -276,10 +276,11 @@ class MiniLM(nn.Module):
         from minilm.interop.pretrained import load_lm_dir
         return load_lm_dir(path, device)
 
-    def save_pretrained(self, path) -> None:
-        """Write a pretraining checkpoint dir (config.json, model.pt, tokenizer.model)."""
+    def save_pretrained(self, path, overwrite: bool = False) -> None:
+        """Write a pretraining checkpoint dir (config.json, model.pt, tokenizer.model); a dir that already
+        holds a checkpoint is refused unless overwrite=True."""
         from minilm.interop.pretrained import save_dir
-        save_dir(self, path)
+        save_dir(self, path, overwrite)
 
     def flops_per_token(self, seq_len: int | None = None) -> float:
         """Training FLOPs per token (forward + backward ≈ 3 × forward), Kaplan et al. / PaLM style.

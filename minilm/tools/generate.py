@@ -17,7 +17,7 @@ import torch
 
 from minilm.checkpoint import CKPT_HELP, load_lm
 from minilm.common.errors import UserError, exit_on_user_error
-from minilm.common.flags import parse_config
+from minilm.common.flags import check_numbers, parse_config
 from minilm.common.runtime import DEVICE_HELP, resolve_device
 from minilm.model.config import option
 from minilm.model.sampling import check_sampling, stream_tokens
@@ -97,6 +97,7 @@ def parse_args(argv: list[str] | None = None) -> GenerateConfig:
 def check_args(args: GenerateConfig) -> None:
     """Refuse settings the sampler cannot honour, before any loading."""
     check_sampling(args.temperature, args.top_k, args.top_p)
+    check_numbers(args)
     for flag in ("max_new_tokens", "num_samples"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")

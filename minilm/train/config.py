@@ -16,6 +16,7 @@ from minilm.model.config import PRESETS, ModelConfig, option
 from minilm.train.optim import OPTIMIZERS
 from minilm.train.trainer import SCHEDULES, OptimSettings, check_settings
 
+MAX_EVAL_BATCHES = 10_000  # fixed val batches are built up front: a bound keeps that in memory
 DEFAULT_WARMUP = 100  # steps of warmup for a run of 1,000 steps or more
 WARMUP_SHARE = 0.1  # shorter runs warm up for this share of their steps
 
@@ -96,6 +97,9 @@ class PretrainConfig:
             raise UserError("--out is empty; name the dir to write, e.g. --out out/run1")
         if self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if self.eval_batches > MAX_EVAL_BATCHES:
+            raise UserError(f"--eval-batches {self.eval_batches} is more than an evaluation ever needs (the val loss "
+                            f"settles long before); use at most {MAX_EVAL_BATCHES:,}")
         for name in ("batch_size", "eval_every", "eval_batches", "save_every", "vocab_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")

@@ -102,6 +102,9 @@ def carve_holdouts(raw: dict[str, tuple[list[str], list[str]]], fractions: dict[
             continue
         texts, labels = raw["train"]
         kept, held = stratified_holdout(labels, fractions[name], seed + offset)
+        if not held:  # every label has a single example left: nothing can be held out
+            raise UserError(f"--{name}-fraction {fractions[name]}: the training file has too few examples per label "
+                            f"({len(labels)} in all) to hold any out; pass a --{name} file or more labeled data")
         carved[name] = ([texts[i] for i in held], [labels[i] for i in held])
         raw["train"] = ([texts[i] for i in kept], [labels[i] for i in kept])
         print(f"{name}: {len(held)} examples held out of the training file (--{name}-fraction {fractions[name]})")
