@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minilm.model.config import ModelConfig
+from minilm.model.config import ConfigError, ModelConfig
 from minilm.model.gpt import MiniLM, TransformerBody, count_parameters, init_weights, make_lm_head
 
 POOLINGS = ("last", "mean")
@@ -148,7 +148,10 @@ def freeze_layers(model: MiniLMForSequenceClassification, freeze: str) -> tuple[
     n_blocks = len(model.body.blocks)
     trainable_blocks = {"none": n_blocks, "embeddings": n_blocks, "body": 0}.get(freeze)
     if trainable_blocks is None:
-        trainable_blocks = min(int(freeze), n_blocks)
+        trainable_blocks = int(freeze)
+        if trainable_blocks > n_blocks:
+            raise ConfigError(f"--freeze {freeze} asks to train more blocks than the model has ({n_blocks}); "
+                              f"use a number up to {n_blocks}, or 'none'")
     for p in model.parameters():
         p.requires_grad = freeze in ("none", "embeddings")
     if freeze == "embeddings":

@@ -146,9 +146,6 @@ def prepare_training(cfg: FinetuneConfig, init: str, train: Split, num_labels: i
     seed_everything(cfg.seed)
     model = build_model(cfg, init, num_labels).to(device)
     ddp.seed_dropout(cfg.seed)
-    if cfg.freeze.isdigit() and int(cfg.freeze) > model.cfg.n_layer:
-        raise UserError(f"--freeze {cfg.freeze} asks to train more blocks than the model has ({model.cfg.n_layer}); "
-                        f"use a number up to {model.cfg.n_layer}, or 'none'")
     freeze_layers(model, cfg.freeze)
     if not cfg.lm_loss_weight and not model.cfg.tie_weights:
         # An untied LM head only learns from the auxiliary LM loss; without it no gradient ever
