@@ -12,16 +12,15 @@ import itertools
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from minilm.checkpoint import read_config
 from minilm.common.distributed import Distributed, init_distributed, refuse_torchrun
 from minilm.common.errors import UserError, exit_on_user_error
 from minilm.common.files import atomic_write_text, load_torch, save_csv, save_json, save_torch
-from minilm.common.flags import add_flags, command_for, command_line, flag_name, make_parser, parse_given, values_for
+from minilm.common.flags import add_flags, command_for, command_line, make_parser, parse_given, values_for
 from minilm.common.plots import plot_curves
 from minilm.common.progress import progress
 from minilm.common.run_dir import RunDir, check_out_dir, check_writable_dir, claim_out_dir
@@ -36,6 +35,7 @@ from minilm.text.tokenizer import Tokenizer
 from minilm.tools.metrics import perplexity
 from minilm.train import lr_finder
 from minilm.train.config import PRESET_JOB_DEFAULTS, PretrainConfig
+from minilm.train.resume import check_resume, resumed_config
 from minilm.train.trainer import OptimSettings, Trainer, check_settings
 
 METRIC_COLUMNS = ["step", "tokens", "lr", "train_loss", "val_loss", "val_ppl", "val_bpb", "elapsed_s", "tokens_per_s"]
@@ -154,28 +154,6 @@ def prepare_tokens(cfg: PretrainConfig, out: Path, ddp: Distributed, resume: boo
                 tokenizer.save(handoff)  # the other ranks load it once rank 0 is done
         cache = build_token_cache(data_path, tokenizer, out / "tokens", cfg.val_fraction)
     return tokenizer, cache
-
-
-# Settings that decide what the resumed steps compute. Changing one would silently make a
-# different run; --max-steps, --max-time, --eval-every and --save-every may change (extend a run).
-RESUME_MUST_MATCH = ("data", "vocab_size", "tokenizer_type", "val_fraction", "batch_size", "grad_accum", "optimizer",
-                     "eval_batches", "seed")
-
-
-def check_resume(cfg: PretrainConfig, out: Path, model_cfg: ModelConfig) -> None:
-    """--resume continues the saved run only if the config describes the same run (the command
-    line already starts from the saved config: see resumed_config)."""
-    saved = read_config(out)
-    defaults = PretrainConfig.__dataclass_fields__  # a run saved before a setting existed had its default
-    saved_job = {k: saved.get("job", {}).get(k, defaults[k].default) for k in RESUME_MUST_MATCH}
-    wanted_job = {k: getattr(cfg, k) for k in RESUME_MUST_MATCH}
-    differ = {k: (saved_job[k], wanted_job[k]) for k in RESUME_MUST_MATCH if saved_job[k] != wanted_job[k]}
-    saved_model, wanted_model = saved["model"], model_cfg.to_dict()
-    differ.update({k: (v, wanted_model.get(k)) for k, v in saved_model.items() if wanted_model.get(k) != v})
-    if differ:
-        listed = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in differ.items())
-        raise UserError(f"--resume: the flags describe a different run than {out} holds ({listed}); "
-                        f"resume with only --resume --out {out} (and --max-steps, --max-time, ... to extend it)")
 
 
 def run(cfg: PretrainConfig) -> PretrainReport | None:
@@ -464,41 +442,6 @@ def find_lr(cfg: PretrainConfig) -> lr_finder.LRFinding:
         steps = (next_micro_batches(batcher, cfg.grad_accum, device) for _ in itertools.count())
         return lr_finder.find_lr(Trainer(model, settings, device, dtype), steps, lm_loss, cfg.find_lr_steps,
                                  Path(cfg.out))
-
-
-# What --resume lets a user change: how long the run goes on, how often it reports and saves,
-# where it runs. Everything else decides what the resumed steps compute, so it comes from the
-# run's config.json, and a different value on the command line is refused.
-RESUME_MAY_CHANGE = ("out", "resume", "overwrite", "max_steps", "max_time", "eval_every", "save_every",
-                     "num_samples", "device", "compile", "tensorboard")
-
-
-def resumed_config(args, given: set[str]) -> PretrainConfig:
-    """--resume: the run's own settings from its config.json, with the flags that may change."""
-    out = Path(args.out)
-    check_out_dir(out, resume=True, overwrite=False)  # a dir with no trainer_state.pt: advice that works
-    if not (out / "config.json").is_file():
-        raise UserError(f"nothing to resume in {out} (no config.json and trainer_state.pt); drop --resume to "
-                        f"start a new run, or pass the --out of the run to continue")
-    saved = read_config(out)
-    if saved.get("kind") != "pretrain":
-        raise UserError(f"{out} holds a {saved.get('kind', 'unknown')} run, not a pretraining run: nothing to resume")
-    names = {f.name for f in fields(PretrainConfig)}
-    job = {k: v for k, v in saved.get("job", {}).items() if k in names}
-    defaults = PretrainConfig.__dataclass_fields__
-    clashes = [(name, getattr(args, name), job.get(name, defaults[name].default))
-               for name in sorted(given & names - set(RESUME_MAY_CHANGE) - {"overwrite"})
-               if getattr(args, name) != job.get(name, defaults[name].default)]
-    clashes += [(name, getattr(args, name), saved["model"].get(name))
-                for name in sorted(given & {f.name for f in fields(ModelConfig)})
-                if getattr(args, name) != saved["model"].get(name)]
-    if clashes:
-        listed = ", ".join(f"{flag_name(name)} {new} (the run has {old})" for name, new, old in clashes)
-        raise UserError(f"--resume continues {out} with its own settings, so {listed} cannot change; drop "
-                        f"those flags (only {', '.join(flag_name(n) for n in RESUME_MAY_CHANGE[3:])} may "
-                        f"change), or start a new run with another --out")
-    return PretrainConfig(**{**job, **{name: getattr(args, name) for name in given & set(RESUME_MAY_CHANGE)},
-                             "out": str(out), "resume": True, "overwrite": "overwrite" in given and args.overwrite})
 
 
 def parse_args(argv: list[str] | None = None) -> PretrainConfig:

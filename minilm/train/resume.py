@@ -1,0 +1,80 @@
+"""--resume: which settings a resumed pretraining run takes from its config.json, and which it may change.
+
+A resumed run must compute exactly the steps the interrupted one would have (its weights end
+bit-identical on a CPU), so everything that decides those steps comes from the saved run; only
+how long it goes on, how often it reports and saves, and where it runs may change. The tensors
+themselves (weights, optimizer, data position, RNG) are restored by `restore` in pretrain.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from minilm.checkpoint import read_config
+from minilm.common.errors import UserError
+from minilm.common.flags import flag_name
+from minilm.common.run_dir import check_out_dir
+from minilm.model.config import ModelConfig
+from minilm.train.config import PretrainConfig
+
+
+def saved_job(saved: dict[str, Any]) -> dict[str, Any]:
+    """The job settings of a saved config.json, each one a run saved before it existed lacks at its default."""
+    job = saved.get("job", {})
+    return {f.name: job[f.name] if f.name in job else
+            (f.default_factory() if f.default is MISSING else f.default) for f in fields(PretrainConfig)}
+
+
+# Settings that decide what the resumed steps compute. Changing one would silently make a
+# different run; --max-steps, --max-time, --eval-every and --save-every may change (extend a run).
+RESUME_MUST_MATCH = ("data", "vocab_size", "tokenizer_type", "val_fraction", "batch_size", "grad_accum", "optimizer",
+                     "eval_batches", "seed")
+
+
+def check_resume(cfg: PretrainConfig, out: Path, model_cfg: ModelConfig) -> None:
+    """--resume continues the saved run only if the config describes the same run (the command
+    line already starts from the saved config: see resumed_config)."""
+    saved = read_config(out)
+    job = saved_job(saved)
+    differ = {k: (job[k], getattr(cfg, k)) for k in RESUME_MUST_MATCH if job[k] != getattr(cfg, k)}
+    saved_model, wanted_model = saved["model"], model_cfg.to_dict()
+    differ.update({k: (v, wanted_model.get(k)) for k, v in saved_model.items() if wanted_model.get(k) != v})
+    if differ:
+        listed = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in differ.items())
+        raise UserError(f"--resume: the flags describe a different run than {out} holds ({listed}); "
+                        f"resume with only --resume --out {out} (and --max-steps, --max-time, ... to extend it)")
+
+
+# What --resume lets a user change: how long the run goes on, how often it reports and saves,
+# where it runs. Everything else decides what the resumed steps compute, so it comes from the
+# run's config.json, and a different value on the command line is refused.
+RESUME_MAY_CHANGE = ("out", "resume", "overwrite", "max_steps", "max_time", "eval_every", "save_every",
+                     "num_samples", "device", "compile", "tensorboard")
+
+
+def resumed_config(args, given: set[str]) -> PretrainConfig:
+    """--resume: the run's own settings from its config.json, with the flags that may change."""
+    out = Path(args.out)
+    check_out_dir(out, resume=True, overwrite=False)  # a dir with no trainer_state.pt: advice that works
+    if not (out / "config.json").is_file():
+        raise UserError(f"nothing to resume in {out} (no config.json and trainer_state.pt); drop --resume to "
+                        f"start a new run, or pass the --out of the run to continue")
+    saved = read_config(out)
+    if saved.get("kind") != "pretrain":
+        raise UserError(f"{out} holds a {saved.get('kind', 'unknown')} run, not a pretraining run: nothing to resume")
+    job = saved_job(saved)
+    clashes = [(name, getattr(args, name), job[name])
+               for name in sorted(given & set(job) - set(RESUME_MAY_CHANGE) - {"overwrite"})
+               if getattr(args, name) != job[name]]
+    clashes += [(name, getattr(args, name), saved["model"].get(name))
+                for name in sorted(given & {f.name for f in fields(ModelConfig)})
+                if getattr(args, name) != saved["model"].get(name)]
+    if clashes:
+        listed = ", ".join(f"{flag_name(name)} {new} (the run has {old})" for name, new, old in clashes)
+        raise UserError(f"--resume continues {out} with its own settings, so {listed} cannot change; drop "
+                        f"those flags (only {', '.join(flag_name(n) for n in RESUME_MAY_CHANGE[3:])} may "
+                        f"change), or start a new run with another --out")
+    return PretrainConfig(**{**job, **{name: getattr(args, name) for name in given & set(RESUME_MAY_CHANGE)},
+                             "out": str(out), "resume": True, "overwrite": "overwrite" in given and args.overwrite})
