@@ -9,7 +9,6 @@ A number without the machine it was measured on cannot be compared with anything
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime
 import os
 import platform
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from minilm.common.runtime import enable_tf32
+from minilm.common.runtime import enable_tf32, keep_freed_memory  # noqa: F401 (benchmarks import it from here)
 
 DEFAULT_RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -64,25 +63,6 @@ def setup(args: argparse.Namespace) -> torch.device:
     if device.type == "cuda":
         enable_tf32()
     return device
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc malloc to keep freed blocks for reuse instead of returning them to the OS.
-
-    By default a block above M_MMAP_THRESHOLD (128 KiB, adapting up to 32 MiB) is its own mmap,
-    unmapped on free, so the next step's tensor of the same size comes back as fresh pages and
-    each 4 KiB page costs a fault (the kernel zeroes it). A (2048, 8192) fp32 logits tensor is
-    64 MiB: 16k faults per allocation. On the 2-core VM this was measured on, `a * 2` on 64 MiB
-    took 64 ms into a fresh tensor and 16 ms into a reused one. CUDA has its own caching allocator,
-    so this only matters on CPU. Returns False where there is no glibc (macOS, Windows).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # constants from <malloc.h>
-    one_gib = 1 << 30
-    return bool(libc.mallopt(m_mmap_threshold, one_gib)) and bool(libc.mallopt(m_trim_threshold, one_gib))
 
 
 def sync(device: torch.device) -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks import finetune, generation, mfu_targets, peak, scaling, train
+from benchmarks import finetune, generation, mfu_targets, peak, scaling, train, trainer_step
 from benchmarks.common import add_common_args
 
 # name -> module, in running order; each has run(args[, peaks]) and (except peak) add_args(parser)
-BENCHMARKS = {"peak": peak, "train": train, "targets": mfu_targets, "generation": generation,
-              "scaling": scaling, "finetune": finetune}
+BENCHMARKS = {"peak": peak, "train": train, "targets": mfu_targets, "trainer_step": trainer_step,
+              "generation": generation, "scaling": scaling, "finetune": finetune}
 USES_PEAK = {"train", "targets", "scaling"}
 
 

@@ -69,6 +69,10 @@ def check_config_sections(config: Any, path: Path) -> None:
                 and classifier.get("pooling") in POOLINGS):
             raise UserError(f"{path}: section 'classifier' needs num_labels (an integer >= 2) and pooling "
                             f"({' or '.join(POOLINGS)}), got {classifier}")
+        for key, least in (("window_stride", 0), ("max_windows", 1)):  # absent in runs from before windows
+            value = classifier.get(key, least)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise UserError(f"{path}: classifier {key} must be an integer >= {least}, got {value!r}")
 
 
 def load_model_config(ckpt_dir: str | Path) -> ModelConfig:
@@ -145,7 +149,9 @@ def load_classifier(ckpt_dir: str | Path, device: torch.device
     head = config["classifier"]
     # Checkpoints from before head_bias existed all had a head bias.
     model = MiniLMForSequenceClassification(ModelConfig.from_dict(config["model"]), head["num_labels"],
-                                            head["pooling"], head_bias=head.get("head_bias", True))
+                                            head["pooling"], head_bias=head.get("head_bias", True),
+                                            window_stride=head.get("window_stride", 0),
+                                            max_windows=head.get("max_windows", 1))
     load_weights_into(model, load_state_dict(ckpt_dir), ckpt_dir / "model.pt")
     tokenizer = load_checked_tokenizer(ckpt_dir, config)
     labels = LabelMap.load(ckpt_dir / "labels.json")

@@ -5,7 +5,7 @@ import argparse
 import pytest
 import torch
 
-from benchmarks import common, finetune, generation, mfu_targets, peak, run_all, scaling, train
+from benchmarks import common, finetune, generation, mfu_targets, peak, run_all, scaling, train, trainer_step
 from benchmarks.common import DEFAULT_RESULTS, format_table
 
 SECTION_TITLES = {
@@ -15,6 +15,7 @@ SECTION_TITLES = {
     generation: "Generation: KV cache vs none",
     scaling: "Scaling: context, width, depth",
     finetune: "Fine-tuning and single-sentence latency",
+    trainer_step: "Trainer step: freed memory kept",
 }
 
 

@@ -88,11 +88,15 @@ class Distributed:
 
     def main_decides(self, decision: bool) -> bool:
         """Rank 0's decision, on every rank (e.g. stop early: only rank 0 evaluated)."""
+        return bool(self.from_main(decision))
+
+    def from_main(self, value: object) -> object:
+        """Rank 0's `value` (any picklable object), on every rank; the others' values are ignored."""
         if not self.enabled:
-            return decision
-        box = [decision]
+            return value
+        box = [value]
         dist.broadcast_object_list(box, src=0, group=self.cpu_group)
-        return bool(box[0])
+        return box[0]
 
     def seed_dropout(self, seed: int) -> None:
         """Call after building the model: each rank then draws its own dropout masks.

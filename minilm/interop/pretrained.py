@@ -97,7 +97,8 @@ def write_checkpoint(path: str | Path, model: MiniLM | MiniLMForSequenceClassifi
               "job": {}, **({"init": note} if note else {})}
     if classifier:
         config["classifier"] = {"num_labels": model.num_labels, "pooling": model.pooling,
-                                "head_bias": model.head.bias is not None, "labels": list(labels)}
+                                "head_bias": model.head.bias is not None, "labels": list(labels),
+                                "window_stride": model.window_stride, "max_windows": model.max_windows}
         LabelMap(labels).save(path / "labels.json")
     tokenizer.save(path / "tokenizer.model")
     save_torch({k: v.detach().cpu() for k, v in model.state_dict().items()}, path / "model.pt")
@@ -118,7 +119,7 @@ def predict(model: MiniLMForSequenceClassification, texts: list[str], batch_size
         raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not texts:
         return Predictions([], torch.empty(0, model.num_labels))
-    seqs, _ = encode_texts(model.tokenizer, texts, model.cfg.context_length)
+    seqs, _ = encode_texts(model.tokenizer, texts, model.max_input_tokens, head_and_tail=model.window_stride > 0)
     device = next(model.parameters()).device
     probs, _ = classify(model, seqs, device, torch.float32, batch_size)
     return Predictions([model.labels[int(i)] for i in probs.argmax(dim=1)], probs)

@@ -108,7 +108,7 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
                 padding_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
-        """rotary: (cos, sin) of this call's positions, each (B or 1, T, hs), or None.
+        """rotary: (cos, sin_signed) of this call's positions, each (B or 1, T, hs), or None.
         padding_mask: (B, T) 1 = real, 0 = padding, or None (all real). Not combinable with cache.
         cache: the KV cache, when generating (this layer uses its own slot, self.layer_index).
         """
@@ -131,17 +131,19 @@ class CausalSelfAttention(nn.Module):
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, T, C) -> q, k, v, each (B, nh, T, hs), with rotary positions applied to q and k."""
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, 3C) -> 3 × (B, T, C)
-        # Split C into nh heads of hs and move heads next to batch: each head is independent.
-        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        # One (C -> 3C) projection, viewed as (B, T, 3, nh, hs): q, k and v for every head. Heads
+        # move next to batch (each head is independent); q and k stay stacked as (2, B, nh, T, hs)
+        # so that QK-norm and the rotation below run once for both.
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_size).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        qk, v = qkv.split((2, 1))  # (2, B, nh, T, hs), (1, B, nh, T, hs): a split's backward is one cat
+        v = v.squeeze(0)  # (B, nh, T, hs)
         if self.qk_norm:
             # QK-norm: q / RMS(q) and k / RMS(k) per head, so |q·k| / √hs <= √hs whatever the
             # weights do: no runaway logits, no softmax collapsed onto one key.
-            q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))
+            qk = F.rms_norm(qk, (self.head_size,))
         if rotary is not None:
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)  # positions enter here
+            qk = apply_rotary(qk, *rotary)  # positions enter here
+        q, k = qk.unbind(0)  # (B, nh, T, hs) each
         return q, k, v
 
     def attention_weights(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,

@@ -43,17 +43,57 @@ def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str
     return hidden[torch.arange(hidden.size(0), device=hidden.device), last]  # (B, C)
 
 
+def split_windows(input_ids: torch.Tensor, attention_mask: torch.Tensor, T: int, stride: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Texts longer than the context T -> windows of T tokens, `stride` apart, that the body can read.
+
+    input_ids, attention_mask (B, L) with L > T -> window ids and mask (N, T), and owner (N,): the
+    row each window came from. Windows start at 0, stride, 2·stride, ... A window is kept if it
+    holds more than T - stride real tokens (it then reaches past the end of the window before it)
+    or is its row's first window with any real token; the rest would only repeat what an earlier
+    window read, or read padding. Each window counts its positions from its own start, as every
+    pretraining chunk did.
+    """
+    B, L = input_ids.shape
+    n_windows = -(-(L - T) // stride) + 1
+    pad = T + (n_windows - 1) * stride - L  # so that the last window is whole
+    ids = F.pad(input_ids, (0, pad), value=0).unfold(1, T, stride)  # (B, W, T)
+    mask = F.pad(attention_mask, (0, pad), value=0).unfold(1, T, stride)  # (B, W, T)
+    real = mask.sum(dim=-1)  # (B, W): real tokens per window
+    first_with_text = (real > 0) & ((real > 0).long().cumsum(dim=1) == 1)  # (B, W)
+    keep = (real > T - stride) | first_with_text  # (B, W)
+    owner = torch.arange(B, device=input_ids.device)[:, None].expand(B, n_windows)[keep]  # (N,)
+    return ids[keep], mask[keep], owner
+
+
+def mean_per_text(window_logits: torch.Tensor, owner: torch.Tensor, n_texts: int) -> torch.Tensor:
+    """(N, K) logits of windows -> (n_texts, K): each text's windows averaged (all weigh the same)."""
+    totals = torch.zeros(n_texts, window_logits.size(1), device=window_logits.device, dtype=window_logits.dtype)
+    totals = totals.index_add(0, owner, window_logits)  # (n_texts, K): sum over each text's windows
+    counts = torch.bincount(owner, minlength=n_texts).clamp(min=1).to(window_logits.dtype)  # (n_texts,)
+    return totals / counts[:, None]
+
+
 class MiniLMForSequenceClassification(nn.Module):
     """forward(input_ids (B, T), attention_mask (B, T), labels (B,)) -> (logits (B, num_labels), loss)."""
 
     def __init__(self, cfg: ModelConfig, num_labels: int, pooling: str = "last",
-                 classifier_dropout: float | None = None, head_bias: bool = False):
+                 classifier_dropout: float | None = None, head_bias: bool = False, window_stride: int = 0,
+                 max_windows: int = 1):
         super().__init__()
         if num_labels < 2:
             raise ValueError(f"num_labels must be at least 2, got {num_labels}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+        if not 0 <= window_stride <= cfg.context_length:
+            raise ConfigError(f"window_stride must be in [1, context_length {cfg.context_length}] (0 = no windows), "
+                              f"got {window_stride}")
         self.cfg, self.num_labels, self.pooling = cfg, num_labels, pooling
+        if max_windows < 1:
+            raise ConfigError(f"max_windows must be at least 1, got {max_windows}")
+        # Texts longer than the context are read as windows this many tokens apart (0: they must fit),
+        # at most max_windows of them: callers cut longer texts to max_input_tokens first.
+        self.window_stride, self.max_windows = window_stride, max_windows if window_stride else 1
         self.body = TransformerBody(cfg)
         self.lm_head = make_lm_head(cfg, self.body)
         self.dropout = nn.Dropout(cfg.dropout if classifier_dropout is None else classifier_dropout)
@@ -63,9 +103,15 @@ class MiniLMForSequenceClassification(nn.Module):
         self.tokenizer = None  # a minilm.text.tokenizer.Tokenizer
         self.labels: list[str] | None = None  # class id -> label name
 
+    @property
+    def max_input_tokens(self) -> int:
+        """The longest text (in tokens) the model reads whole: the context, or max_windows windows."""
+        return self.cfg.context_length + (self.max_windows - 1) * self.window_stride
+
     @classmethod
-    def from_pretrained_lm(cls, lm: MiniLM, num_labels: int, pooling: str = "last",
-                           dropout: float | None = None, head_bias: bool = False) -> MiniLMForSequenceClassification:
+    def from_pretrained_lm(cls, lm: MiniLM, num_labels: int, pooling: str = "last", dropout: float | None = None,
+                           head_bias: bool = False, window_stride: int = 0,
+                           max_windows: int = 1) -> MiniLMForSequenceClassification:
         """A classifier whose body (and LM head) are copies of a pretrained LM's; a fresh head.
 
         dropout overrides the body's dropout rate (pretraining often uses 0, fine-tuning on few
@@ -74,7 +120,7 @@ class MiniLMForSequenceClassification(nn.Module):
         """
         state = lm.state_dict()
         cfg = ModelConfig.from_dict({**lm.cfg.to_dict(), **({} if dropout is None else {"dropout": dropout})})
-        clf = cls(cfg, num_labels, pooling, head_bias=head_bias)
+        clf = cls(cfg, num_labels, pooling, head_bias=head_bias, window_stride=window_stride, max_windows=max_windows)
         body_state = {k.removeprefix("body."): v for k, v in state.items() if k.startswith("body.")}
         clf.body.load_state_dict(body_state)  # load_state_dict copies into clf's own tensors
         if not cfg.tie_weights:
@@ -83,19 +129,31 @@ class MiniLMForSequenceClassification(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, lm_loss_weight: float = 0.0,
-                class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """loss = cross-entropy on labels (+ lm_loss_weight · next-token loss on real tokens).
 
         class_weights (num_labels,): per-class loss weights, e.g. 1/frequency for imbalanced data.
+        label_smoothing ε: the target is (1-ε)·one-hot + ε/K, so a confident logit stops paying off.
+        input_ids longer than the context are read as windows (window_stride > 0): see split_windows.
         """
-        hidden = self.body(input_ids, padding_mask=attention_mask)  # (B, T, C)
+        n_texts = input_ids.size(0)
+        owner = None  # (N,): which text each window belongs to, when the texts are read as windows
+        if input_ids.size(1) > self.cfg.context_length and self.window_stride:
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            input_ids, attention_mask, owner = split_windows(input_ids, attention_mask, self.cfg.context_length,
+                                                             self.window_stride)  # (N, T), (N, T), (N,)
+        hidden = self.body(input_ids, padding_mask=attention_mask)  # (N, T, C); N = B without windows
         if attention_mask is None:  # all real: after the body, which then needs no mask at all
             attention_mask = torch.ones_like(input_ids)
-        pooled = pool_hidden(hidden, attention_mask, self.pooling)  # (B, C)
-        logits = self.head(self.dropout(pooled))  # (B, num_labels)
+        pooled = pool_hidden(hidden, attention_mask, self.pooling)  # (N, C)
+        logits = self.head(self.dropout(pooled))  # (N, num_labels)
+        if owner is not None:
+            logits = mean_per_text(logits, owner, n_texts)  # (B, num_labels)
         if labels is None:
             return logits, None
-        loss = F.cross_entropy(logits.float(), labels, weight=class_weights)
+        loss = F.cross_entropy(logits.float(), labels, weight=class_weights, label_smoothing=label_smoothing)
         if lm_loss_weight:
             loss = loss + lm_loss_weight * self.lm_loss(hidden, input_ids, attention_mask)
         return logits, loss

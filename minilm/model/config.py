@@ -68,7 +68,8 @@ class ModelConfig:
     logit_softcap: float = option(0.0, "cap the output logits smoothly at ±c with c·tanh(z/c) (0 = off): "
                                        "no token can become absurdly confident early in training")
     zero_init_residual: bool = option(False, "initialise the projections that write into the residual "
-                                             "stream to zero, so every block starts as the identity")
+                                             "stream to zero, so every block starts as the identity (off "
+                                             "for a model built by hand; on in train_pretrain.py's recipe)")
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "n_layer", "n_head", "d_model"):

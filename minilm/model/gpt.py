@@ -49,6 +49,12 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
     return nn.LayerNorm(cfg.d_model, bias=cfg.bias)
 
 
+def dropout_layer(p: float) -> nn.Module:
+    """Dropout with probability p; with p = 0 (pretraining) nothing at all, not a module call that
+    returns its input: a small model's step is many small ops, and each call costs time."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
 class MLP(nn.Module):
     """The position-wise feed-forward network, applied to every token independently.
 
@@ -93,7 +99,7 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg, layer_index)
         self.norm2 = make_norm(cfg)
         self.mlp = MLP(cfg)
-        self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.resid_dropout = dropout_layer(cfg.dropout)
 
     def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
                 padding_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
@@ -125,14 +131,14 @@ class TransformerBody(nn.Module):
         else:
             self.rotary = RotaryEmbedding(cfg.head_size, cfg.context_length, cfg.rope_base)
         self.embed_scale = sinusoidal_embedding_scale(cfg.d_model) if cfg.pos_encoding == "sinusoidal" else 1.0
-        self.embed_dropout = nn.Dropout(cfg.dropout)
+        self.embed_dropout = dropout_layer(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.final_norm = make_norm(cfg)
 
     def embed(self, input_ids: torch.Tensor, start: int = 0, padding_mask: torch.Tensor | None = None
               ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """input_ids (B, T) at positions start.. -> the blocks' input h_0 (B, T, C), and the rotary
-        (cos, sin) each (B|1, T, hs) the attention layers need (None for additive positions).
+        (cos, sin_signed) each (B|1, T, hs) the attention layers need (None for additive positions).
         With a padding_mask, positions count real tokens only (see token_positions)."""
         T = input_ids.size(1)
         if start + T > self.cfg.context_length:
@@ -141,10 +147,12 @@ class TransformerBody(nn.Module):
                 f"crop the input to the last {self.cfg.context_length} tokens"
             )
         positions = token_positions(T, start, padding_mask, input_ids.device)  # (B|1, T)
-        x = self.token_embedding(input_ids) * self.embed_scale  # (B, T, C)
+        x = self.token_embedding(input_ids)  # (B, T, C)
+        if self.embed_scale != 1.0:  # sinusoidal only: a ×1.0 would cost an op forward and backward
+            x = x * self.embed_scale
         rotary = None
         if self.rotary is not None:
-            rotary = self.rotary(positions)  # (cos, sin), each (B|1, T, hs): used inside attention
+            rotary = self.rotary(positions)  # (cos, sin_signed), each (B|1, T, hs): used inside attention
         else:
             x = x + self.position(positions)  # (B, T, C) + (B|1, T, C): added once, at the bottom
         return self.embed_dropout(x), rotary

@@ -10,7 +10,7 @@ output (shuffled the same way). Word order has to be injected. Three classic way
 
 Notation: T sequence length, C = d_model, hs = head size (C // n_head), positions (B, T) int64
 (or (1, T) when every row has the same positions). The additive encodings return (B, T, C).
-Rotary returns (cos, sin), each (B, T, hs).
+Rotary returns (cos, sin_signed), each (B, T, hs).
 """
 
 from __future__ import annotations
@@ -84,22 +84,25 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"rotary positions need an even head size, got {head_size}")
         inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)  # (hs/2,)
         angles = torch.outer(torch.arange(context_length, dtype=torch.float32), inv_freq)  # (T_max, hs/2)
-        angles = torch.cat([angles, angles], dim=-1)  # (T_max, hs): both halves of a pair share θ_j
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer("cos", angles.cos().repeat(1, 2), persistent=False)  # (T_max, hs): a pair shares θ_j
+        # sin with its first half negated, [-sin θ, sin θ]: what apply_rotary multiplies the rolled x by
+        self.register_buffer("sin_signed", torch.cat([-angles.sin(), angles.sin()], dim=-1), persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cos[positions], self.sin[positions]  # each (B, T, hs)
+        return self.cos[positions], self.sin_signed[positions]  # each (B, T, hs)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate queries or keys x (B, nh, T, hs) by their positions' angles (cos, sin: (B, T, hs),
-    or (T, hs) when every row has the same positions)."""
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+    """Rotate queries or keys x (..., B, nh, T, hs) by their positions' angles; cos and sin_signed
+    are what RotaryEmbedding returns: (B, T, hs), or (T, hs) when every row has the same positions.
+
+    rotate_half(x)·sin = [-x2·sin, x1·sin] = roll(x, hs/2)·[-sin, sin]: rolling the head by half
+    its size swaps the halves in one op, where splitting, negating and concatenating take four
+    (and as many again backward); the sign lives in the precomputed sin_signed.
+    """
     if cos.dim() == 3:
-        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hs): the same angles for every head
-    x1, x2 = x.chunk(2, dim=-1)  # each (B, nh, T, hs/2)
-    rotated_half = torch.cat([-x2, x1], dim=-1)  # (B, nh, T, hs)
-    return (x * cos + rotated_half * sin).type_as(x)
+        cos, sin_signed = cos[:, None], sin_signed[:, None]  # (B, 1, T, hs): the same angles for every head
+    return x * cos + x.roll(x.size(-1) // 2, dims=-1) * sin_signed  # (..., B, nh, T, hs)
 
 
 def sinusoidal_embedding_scale(d_model: int) -> float:

@@ -66,13 +66,13 @@ def run_predict(ckpt_dir: str | Path, texts: list[str] | None, text_file: str, m
         raise UserError("nothing to classify: pass at least one non-blank text (--text), or a file with a "
                         "non-blank line (--text-file)")
     model, tokenizer, labels = load_classifier(ckpt_dir, device)
-    context = model.cfg.context_length
+    context = model.max_input_tokens  # the context, or the windows' reach for a model trained on windows
     trained_max_length = read_config(ckpt_dir).get("job", {}).get("max_length") or 0
     if not isinstance(trained_max_length, int):
         raise UserError(f"{Path(ckpt_dir) / 'config.json'}: job.max_length must be an integer, "
                         f"got {trained_max_length!r}")
     max_length = min(max_length or trained_max_length or context, context)
-    seqs, n_cut = encode_texts(tokenizer, texts, max_length)
+    seqs, n_cut = encode_texts(tokenizer, texts, max_length, head_and_tail=model.window_stride > 0)
     if n_cut:
         print(f"note: {n_cut} texts were truncated to {max_length} tokens")
     probs, _ = classify(model, seqs, device, torch.float32, 64)

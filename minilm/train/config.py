@@ -26,6 +26,11 @@ def scaled_warmup(max_steps: int) -> int:
     `--max-steps 6` works); 100 for a run bounded by time only (max_steps 0)."""
     return min(DEFAULT_WARMUP, int(WARMUP_SHARE * max_steps)) if max_steps > 0 else DEFAULT_WARMUP
 
+# The model choices pretraining makes where ModelConfig's own defaults stay the plain GPT (which
+# every model built by hand, and every test, gets): chosen by the ablation in benchmarks/RESULTS.md
+# ("Pretraining recipe"); docs/recipe.md says what each does. A flag the user gives wins.
+RECIPE_MODEL_DEFAULTS: dict = {"zero_init_residual": True}
+
 # Job defaults a preset brings for the flags the user does not give (train_pretrain.py applies
 # them). The defaults below suit the CPU presets; gpt2-small is a GPU model and takes GPT-2
 # small's recipe: a rate five times lower, a longer warmup, a real vocabulary and a step budget.
@@ -53,25 +58,30 @@ class PretrainConfig:
     batch_size: int = option(32, "sequences per micro-batch per process")
     grad_accum: int = option(1, "micro-batches per optimizer step (global batch = batch_size x grad_accum "
                                 "x processes)")
-    lr: float = option(3e-3, "peak learning rate (small models tolerate larger rates; GPT-2 small used 6e-4)")
-    min_lr: float = option(3e-4, "learning rate at the end of the cosine decay")
+    lr: float = option(6e-3, "peak learning rate (small models tolerate larger rates; GPT-2 small used 6e-4)")
+    min_lr: float = option(6e-4, "learning rate at the end of the decay")
     warmup_steps: int | None = option(None, "steps of linear warmup from 0 to --lr (default: "
                                             f"{DEFAULT_WARMUP}, or {WARMUP_SHARE:.0%} of a shorter --max-steps)")
     weight_decay: float = option(0.1, "AdamW decoupled weight decay on weight matrices")
     grad_clip: float = option(1.0, "clip the global gradient norm to this (0 = off)")
-    optimizer: str = option("adamw", "adamw for every parameter, or muon: orthogonalised momentum for the "
-                                     "matrices inside the blocks, AdamW for the rest (same --lr)", OPTIMIZERS)
-    schedule: str = option("cosine", "learning-rate decay after warmup: cosine to --min-lr, or wsd (stay at "
-                                     "--lr, then a straight line to --min-lr over the last --decay-fraction)",
-                           SCHEDULES)
+    optimizer: str = option("muon", "muon: orthogonalised momentum for the matrices inside the blocks, AdamW "
+                                    "for the rest (same --lr); or adamw for every parameter (GPT-2's recipe)",
+                            OPTIMIZERS)
+    schedule: str = option("wsd", "learning-rate decay after warmup: wsd (stay at --lr, then a straight line "
+                                  "to --min-lr over the last --decay-fraction), or cosine to --min-lr", SCHEDULES)
     decay_fraction: float = option(0.2, "with --schedule wsd: the share of the run spent decaying")
     # A step budget, not a time budget, decides the default run: the same steps and the same
     # result on any machine (bit-identical on a CPU), however busy. ~900 steps of the small
     # preset take about 6 minutes on a quiet 2-core CPU and are enough for the transfer lesson.
     max_steps: int = option(900, "total optimizer steps of the run")
-    max_time: float = option(0.0, "also stop after this many minutes of training (0 = no limit); the lr "
-                                  "schedule then follows time when it runs out first, so the run still "
-                                  "decays to --min-lr")
+    max_time: float = option(0.0, "stop after this many minutes of training (0 = no limit); given without "
+                                  "--max-steps, the run trains for exactly that long (and, without --preset or "
+                                  "a size flag, picks its model size for it: --auto-size); the lr schedule "
+                                  "follows time when it runs out first, so the run still decays to --min-lr")
+    auto_size: bool = option(False, "size the model for --max-time: measure how fast a few sizes train on this "
+                                    "machine and take the largest that sees >= 20 tokens per block parameter "
+                                    "in the budget (minilm/train/sizing.py); on by default for --max-time N "
+                                    "without --max-steps, --preset or a size flag")
     eval_every: int = option(100, "evaluate validation loss every N steps")
     eval_batches: int = option(20, "fixed validation batches per evaluation")
     save_every: int = option(200, "write trainer_state.pt (for --resume) every N steps")
@@ -114,11 +124,13 @@ class PretrainConfig:
             raise UserError(f"--val-fraction must be between 0 and 0.5, got {self.val_fraction}")
         if self.find_lr_steps < 10:
             raise UserError(f"--find-lr-steps must be at least 10 to draw a curve, got {self.find_lr_steps}")
+        if self.auto_size and self.max_time <= 0:
+            raise UserError("--auto-size sizes the model for a time budget: also give --max-time N (minutes)")
         self.model_config(self.vocab_size)  # fail now, not after tokenizing, if the model flags clash
 
     def model_config(self, vocab_size: int) -> ModelConfig:
-        """The preset's sizes, overridden by any ModelConfig flag the user gave."""
-        return ModelConfig(**{**PRESETS[self.preset], **self.model, "vocab_size": vocab_size})
+        """The recipe's model choices and the preset's sizes, overridden by any ModelConfig flag given."""
+        return ModelConfig(**{**RECIPE_MODEL_DEFAULTS, **PRESETS[self.preset], **self.model, "vocab_size": vocab_size})
 
 
 @dataclass
@@ -145,6 +157,8 @@ class FinetuneConfig:
     out: str = option("out/finetune", "output dir; with --predict, the fine-tuned dir to load")
     epochs: int = option(8, "passes over the training data")
     max_steps: int = option(0, "stop after this many optimizer steps (0 = --epochs decides)")
+    max_time: float = option(0.0, "also stop after this many minutes of training (0 = no limit); the lr "
+                                  "schedule then follows time, so the run still decays to --min-lr")
     batch_size: int = option(32, "examples per optimizer step")
     lr: float = option(5e-4, "peak learning rate of the body")
     head_lr: float = option(0.0, "peak learning rate of the new classification head (0 = same as --lr); "
@@ -166,6 +180,26 @@ class FinetuneConfig:
                                 ("none", "auto"))
     patience: int = option(0, "stop after this many epochs without a better valid macro-F1 (0 = never)")
     max_length: int = option(0, "longest input in tokens, longer texts are truncated (0 = the context length)")
+    long_texts: str = option("truncate", "texts longer than the context (or --max-length): 'truncate' keeps their "
+                                         "first tokens; 'windows' reads them as windows of the context, "
+                                         "--window-stride tokens apart, and averages the windows' logits",
+                             ("truncate", "windows"))
+    window_stride: int = option(0, "with --long-texts windows: tokens from one window's start to the next (0 = "
+                                   "3/4 of the context, so windows overlap by a quarter)")
+    max_windows: int = option(4, "with --long-texts windows: at most this many windows per text; a longer text "
+                                 "keeps its first quarter and its end (head + tail: a review's verdict is often "
+                                 "in its last lines) and loses the middle. Bounds time and memory per text")
+    lora_rank: int = option(0, "train low-rank adapters of this rank beside the frozen attention and MLP "
+                               "matrices (LoRA) instead of the whole body; the head trains too; the adapters "
+                               "are merged into the weights on save (0 = off)")
+    lora_alpha: float = option(0.0, "LoRA's scale α: the update is (α/r)·B A (0 = 2 x --lora-rank)")
+    layer_lr_decay: float = option(1.0, "layer-wise learning-rate decay d: the top block trains at --lr, each block "
+                                        "below at d times the one above, the embeddings below them all "
+                                        "(1 = every layer at --lr)")
+    probe_steps: int = option(0, "LP-FT: first train only the head for this many steps (a linear probe, at "
+                                 "--head-lr), then fine-tune as usual from there (0 = off)")
+    label_smoothing: float = option(0.0, "train against (1-ε)·one-hot + ε/K instead of one-hot: a classifier "
+                                         "trained on few labels stays less overconfident (0 = off)")
     compare_scratch: bool = option(False, "also train the identical classifier from random weights and print "
                                           "both side by side")
     predict: list = option(None, "classify these texts with the fine-tuned model in --out, then exit")
@@ -193,6 +227,8 @@ class FinetuneConfig:
         for name in ("max_steps", "patience", "max_length", "warmup_steps", "seed"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} cannot be negative, got {getattr(self, name)}")
+        if self.max_time < 0:
+            raise UserError(f"--max-time cannot be negative, got {self.max_time}")
         if self.head_lr < 0 or self.lm_loss_weight < 0:
             raise UserError("--head-lr and --lm-loss-weight cannot be negative")
         if not 0.0 <= self.dropout < 1.0:
@@ -204,9 +240,33 @@ class FinetuneConfig:
         for name in ("valid_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, name) < 0.5:
                 raise UserError(f"--{name.replace('_', '-')} must be in [0, 0.5), got {getattr(self, name)}")
+        for name in ("window_stride", "lora_rank", "probe_steps"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} cannot be negative, got {getattr(self, name)}")
+        if self.max_windows < 1:
+            raise UserError(f"--max-windows must be at least 1, got {self.max_windows}")
+        if self.lora_alpha < 0:
+            raise UserError(f"--lora-alpha cannot be negative, got {self.lora_alpha}")
+        if not 0.0 < self.layer_lr_decay <= 1.0:
+            raise UserError(f"--layer-lr-decay must be in (0, 1], got {self.layer_lr_decay}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.lora_rank and self.freeze != "none":
+            raise UserError(f"--lora-rank freezes the body and trains adapters beside it; --freeze {self.freeze} "
+                            f"says otherwise: pass one of them")
         if self.freeze not in ("none", "embeddings", "body") and not self.freeze.isdigit():
             raise UserError(f"--freeze must be 'none', 'embeddings', 'body' or a number of blocks to train, "
                             f"got {self.freeze!r}")
         # The optimizer settings a run will use, checked now rather than after the data is read
         # (the step count is not known yet; 1 stands in for it).
         check_settings(OptimSettings(self.lr, self.min_lr, 0, 1, 0.0, self.weight_decay, self.grad_clip))
+
+    def windows_for(self, context_length: int) -> tuple[int, int]:
+        """(window stride, most windows per text) for a model of this context; (0, 1) with --long-texts truncate."""
+        if self.long_texts == "truncate":
+            return 0, 1
+        stride = self.window_stride or max(1, 3 * context_length // 4)
+        if stride > context_length:
+            raise UserError(f"--window-stride {stride} is longer than the model's context ({context_length}): windows "
+                            f"would skip text; use at most {context_length}")
+        return stride, self.max_windows

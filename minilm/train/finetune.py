@@ -30,6 +30,7 @@ from minilm.common.runtime import enable_tf32, resolve_device, resolve_dtype, se
 from minilm.common.tensorboard import TensorBoardLog, summary_writer_class
 from minilm.model.classifier import MiniLMForSequenceClassification, freeze_layers
 from minilm.model.config import ModelConfig
+from minilm.model.lora import add_lora, merge_lora, merged_state_dict
 from minilm.reviews.world import ensure_default_data
 from minilm.text.augment import augment_texts
 from minilm.text.labeled import LabelMap, classification_batches, encode_texts, read_labeled, stratified_holdout
@@ -53,8 +54,10 @@ class Split:
     seqs: list[list[int]]
 
 
-def load_splits(cfg: FinetuneConfig, tokenizer: Tokenizer, max_length: int) -> tuple[dict[str, Split], LabelMap]:
-    """Read train/valid/test (+ transfer), build the label map from train, tokenize everything."""
+def load_splits(cfg: FinetuneConfig, tokenizer: Tokenizer, max_length: int,
+                head_and_tail: bool = False) -> tuple[dict[str, Split], LabelMap]:
+    """Read train/valid/test (+ transfer), build the label map from train, tokenize everything
+    (texts over max_length tokens cut: to their start, or with head_and_tail to start and end)."""
     paths = {"train": cfg.train, "valid": cfg.valid, "test": cfg.test, "transfer": cfg.transfer}
     if not cfg.train and any(paths.values()):
         given = [f"--{name}" for name, path in paths.items() if path]
@@ -84,11 +87,13 @@ def load_splits(cfg: FinetuneConfig, tokenizer: Tokenizer, max_length: int) -> t
                         f"two (is --label-column {cfg.label_column!r} the right column?)")
     splits, truncated = {}, 0
     for name, (texts, label_strings) in raw.items():
-        seqs, n_cut = encode_texts(tokenizer, texts, max_length, desc=f"encoding {name}")
+        seqs, n_cut = encode_texts(tokenizer, texts, max_length, f"encoding {name}", head_and_tail)
         truncated += n_cut
         splits[name] = Split(name, texts, labels.encode(label_strings, name), seqs)
     if truncated:
-        print(f"note: {truncated} texts were longer than {max_length} tokens and were truncated (--max-length)")
+        kept = "their first quarter and their end" if head_and_tail else "their start"
+        print(f"note: {truncated} texts were longer than {max_length} tokens; {kept} were kept "
+              f"({'--max-windows, ' if head_and_tail else ''}--max-length)")
     return splits, labels
 
 
@@ -131,9 +136,29 @@ def build_model(cfg: FinetuneConfig, init: str, num_labels: int) -> MiniLMForSeq
     """A classifier from a pretrained dir (a fine-tuned dir's body works too), or random with --ckpt scratch."""
     if init == "scratch":
         shape = replace(load_model_config(cfg.shape_from), dropout=cfg.dropout)
-        return MiniLMForSequenceClassification(shape, num_labels, cfg.pooling, head_bias=cfg.head_bias)
-    return MiniLMForSequenceClassification.from_pretrained_lm(lm_from_dir(init), num_labels, cfg.pooling,
-                                                              cfg.dropout, cfg.head_bias)
+        stride, windows = cfg.windows_for(shape.context_length)
+        return MiniLMForSequenceClassification(shape, num_labels, cfg.pooling, head_bias=cfg.head_bias,
+                                               window_stride=stride, max_windows=windows)
+    lm = lm_from_dir(init)
+    stride, windows = cfg.windows_for(lm.cfg.context_length)
+    return MiniLMForSequenceClassification.from_pretrained_lm(lm, num_labels, cfg.pooling, cfg.dropout,
+                                                              cfg.head_bias, stride, windows)
+
+
+def layer_lr_scales(cfg: FinetuneConfig, n_layer: int) -> dict[str, float] | None:
+    """Learning-rate multipliers by parameter-name prefix (Trainer's lr_scale; the first match wins).
+
+    --head-lr: the head's rate over --lr. --layer-lr-decay d (Howard & Ruder, 2018; ELECTRA): block
+    i of n trains at d^(n-1-i) · lr, the embeddings at d^n · lr. Lower layers hold the general
+    features pretraining found, which labeled data should change least; the top block and the
+    final norm, closest to the task, train at the full rate.
+    """
+    scales = {"head.": cfg.head_lr / cfg.lr} if cfg.head_lr else {}
+    if cfg.layer_lr_decay < 1.0:
+        d = cfg.layer_lr_decay
+        scales.update({f"body.blocks.{i}.": d ** (n_layer - 1 - i) for i in range(n_layer)})
+        scales.update({"body.token_embedding.": d ** n_layer, "body.position.": d ** n_layer})
+    return scales or None
 
 
 def prepare_training(cfg: FinetuneConfig, init: str, train: Split, num_labels: int, device: torch.device,
@@ -146,29 +171,64 @@ def prepare_training(cfg: FinetuneConfig, init: str, train: Split, num_labels: i
     seed_everything(cfg.seed)
     model = build_model(cfg, init, num_labels).to(device)
     ddp.seed_dropout(cfg.seed)
-    freeze_layers(model, cfg.freeze)
+    weights = class_weight_tensor(train, num_labels, device) if cfg.class_weights == "auto" else None
+    if cfg.probe_steps:
+        linear_probe(cfg, model, train, make_loss_fn(cfg, device, weights, Distributed()), device, dtype, ddp)
+    freeze_layers(model, "body" if cfg.lora_rank else cfg.freeze)
+    if cfg.lora_rank:
+        add_lora(model.body, cfg.lora_rank, cfg.lora_alpha or 2.0 * cfg.lora_rank)
     if not cfg.lm_loss_weight and not model.cfg.tie_weights:
         # An untied LM head only learns from the auxiliary LM loss; without it no gradient ever
         # reaches the head, and DistributedDataParallel would wait for one.
         model.lm_head.requires_grad_(False)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if ddp.is_main:
-        print(f"[{init}] {trainable:,} of {model.num_parameters():,} parameters train (--freeze {cfg.freeze})")
+        how = f"--lora-rank {cfg.lora_rank}: adapters and head" if cfg.lora_rank else f"--freeze {cfg.freeze}"
+        print(f"[{init}] {trainable:,} of {model.num_parameters():,} parameters train ({how})")
     steps_per_epoch = -(-len(train.seqs) // cfg.batch_size)
     max_steps = min(cfg.max_steps or cfg.epochs * steps_per_epoch, cfg.epochs * steps_per_epoch)
-    settings = OptimSettings(cfg.lr, cfg.min_lr, min(cfg.warmup_steps, max_steps - 1), max_steps, 0.0,
+    settings = OptimSettings(cfg.lr, cfg.min_lr, min(cfg.warmup_steps, max_steps - 1), max_steps, cfg.max_time,
                              cfg.weight_decay, cfg.grad_clip)
     check_settings(settings)
-    head_scale = {"head.": cfg.head_lr / cfg.lr} if cfg.head_lr else None
-    trainer = Trainer(model, settings, device, dtype, lr_scale=head_scale, distributed=ddp.enabled)
-    weights = class_weight_tensor(train, num_labels, device) if cfg.class_weights == "auto" else None
+    trainer = Trainer(model, settings, device, dtype, lr_scale=layer_lr_scales(cfg, model.cfg.n_layer),
+                      distributed=ddp.enabled)
+    return model, trainer, make_loss_fn(cfg, device, weights, ddp)
 
+
+def make_loss_fn(cfg: FinetuneConfig, device: torch.device, class_weights: torch.Tensor | None,
+                 ddp: Distributed) -> Callable:
+    """The Trainer's loss_fn(model, batch): classification loss (+ the auxiliary LM loss) of this
+    rank's rows of the batch, weighted by their share, so --batch-size stays the global batch."""
     def loss_fn(m, batch):
-        rows, share = split_batch(batch, ddp)  # this rank's rows; share weights their mean loss
+        rows, share = split_batch(batch, ddp)
         ids, mask, y = (t.to(device) for t in rows)
-        return share * m(ids, mask, y, lm_loss_weight=cfg.lm_loss_weight, class_weights=weights)[1]
+        return share * m(ids, mask, y, lm_loss_weight=cfg.lm_loss_weight, class_weights=class_weights,
+                         label_smoothing=cfg.label_smoothing)[1]
+    return loss_fn
 
-    return model, trainer, loss_fn
+
+def linear_probe(cfg: FinetuneConfig, model: MiniLMForSequenceClassification, train: Split, loss_fn: Callable,
+                 device: torch.device, dtype: torch.dtype, ddp: Distributed) -> None:
+    """LP-FT (Kumar et al., 2022), its first half: train the head alone on the frozen body for
+    --probe-steps steps. A random head's large early gradients would otherwise flow into the
+    pretrained body and distort its features before the head knows what to ask of them; a
+    probed head starts the full fine-tuning already pointing the right way. Under torchrun every
+    rank probes on whole batches alike (no gradient exchange: the body is frozen, the head small)
+    and the fine-tuning's DistributedDataParallel then starts every rank from rank 0's head."""
+    freeze_layers(model, "body")
+    lr = cfg.head_lr or cfg.lr
+    settings = OptimSettings(lr, 0.0, min(cfg.warmup_steps, cfg.probe_steps - 1), cfg.probe_steps, 0.0,
+                             cfg.weight_decay, cfg.grad_clip)
+    trainer = Trainer(model, settings, device, dtype)
+    batches = (batch for epoch in itertools.count(1)
+               for batch in classification_batches(train.seqs, train.label_ids, cfg.batch_size, Tokenizer.pad_id,
+                                                   shuffle=True, seed=cfg.seed + 1, epoch=epoch))
+    bar = progress(total=cfg.probe_steps, unit="step", desc="linear probe", enabled=ddp.is_main)
+    while not trainer.done:
+        loss = trainer.step([next(batches)], loss_fn)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
+    bar.close()
 
 
 def epoch_sequences(cfg: FinetuneConfig, train: Split, tokenizer: Tokenizer, epoch: int) -> list[list[int]]:
@@ -213,6 +273,7 @@ def train_classifier(cfg: FinetuneConfig, init: str, prepared: tuple, splits: di
     bar.refresh()
     bar.close()
     tensorboard.close()
+    merge_lora(model)  # a plain model again (no-op without --lora-rank): model.pt holds merged weights
     if ddp.is_main:
         model.load_state_dict(load_torch(out / "model.pt"))  # the best epoch, not the last
     return model
@@ -247,7 +308,7 @@ def end_epoch(cfg: FinetuneConfig, model, trainer: Trainer, valid: Split, labels
               f"valid acc {report['accuracy']:.4f} | valid macro-F1 {report['macro_f1']:.4f}")
     if report["macro_f1"] > state.best_f1:
         state.best_f1, state.stale = report["macro_f1"], 0
-        save_torch(model.state_dict(), out / "model.pt")
+        save_torch(merged_state_dict(model), out / "model.pt")  # with LoRA: the adapters added into the weights
     else:
         state.stale += 1
     save_csv(state.rows, METRIC_COLUMNS, out / "metrics.csv")
@@ -310,7 +371,9 @@ def prepare_data(cfg: FinetuneConfig) -> tuple[dict, Tokenizer, dict[str, Split]
     """Source config and tokenizer, then every labeled split read and tokenized to fit the context."""
     source_config, tokenizer = open_source(cfg)
     context = source_config["model"]["context_length"]
-    splits, labels = load_splits(cfg, tokenizer, min(cfg.max_length or context, context))
+    stride, windows = cfg.windows_for(context)
+    longest = context + (windows - 1) * stride  # what the classifier reads whole (see max_input_tokens)
+    splits, labels = load_splits(cfg, tokenizer, min(cfg.max_length or longest, longest), head_and_tail=bool(stride))
     sizes = ", ".join(f"{name} {len(split.seqs)}" for name, split in splits.items())
     print(f"labels: {', '.join(labels.names)} | examples: {sizes}")
     return source_config, tokenizer, splits, labels
@@ -322,9 +385,10 @@ def save_run_files(cfg: FinetuneConfig, out: Path, source_config: dict, tokenize
     tokenizer.save(out / "tokenizer.model")
     labels.save(out / "labels.json")
     model_cfg = ModelConfig.from_dict({**source_config["model"], "dropout": cfg.dropout})
+    stride, windows = cfg.windows_for(model_cfg.context_length)
     save_json({"kind": "finetune", "model": model_cfg.to_dict(),
                "classifier": {"num_labels": len(labels), "pooling": cfg.pooling, "head_bias": cfg.head_bias,
-                              "labels": labels.names},
+                              "labels": labels.names, "window_stride": stride, "max_windows": windows},
                "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
                "init": cfg.init, "job": asdict(cfg), "command": command_line(), "torch": torch.__version__},
               out / "config.json")

@@ -20,7 +20,7 @@ import torch
 from minilm.common.distributed import Distributed, init_distributed, refuse_torchrun
 from minilm.common.errors import UserError, exit_on_user_error
 from minilm.common.files import atomic_write_text, load_torch, save_csv, save_json, save_torch
-from minilm.common.flags import add_flags, command_for, command_line, make_parser, parse_given, values_for
+from minilm.common.flags import add_flags, command_for, command_line, flag_name, make_parser, parse_given, values_for
 from minilm.common.plots import plot_curves
 from minilm.common.progress import progress
 from minilm.common.run_dir import RunDir, check_out_dir, check_writable_dir, claim_out_dir
@@ -36,6 +36,7 @@ from minilm.tools.metrics import perplexity
 from minilm.train import lr_finder
 from minilm.train.config import PRESET_JOB_DEFAULTS, PretrainConfig
 from minilm.train.resume import check_resume, resumed_config
+from minilm.train.sizing import choose_size, explain_size
 from minilm.train.trainer import OptimSettings, Trainer, check_settings
 
 METRIC_COLUMNS = ["step", "tokens", "lr", "train_loss", "val_loss", "val_ppl", "val_bpb", "elapsed_s", "tokens_per_s"]
@@ -185,6 +186,8 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
     enable_tf32()
     seed_everything(cfg.seed)
     tokenizer, cache = prepare_tokens(cfg, out, ddp, cfg.resume)
+    if cfg.auto_size and not cfg.resume:  # a resumed run has its chosen shape in cfg.model already
+        cfg.model.update(size_for_budget(cfg, tokenizer.vocab_size, settings, device, dtype, ddp))
     model = MiniLM(cfg.model_config(tokenizer.vocab_size)).to(device)
     ddp.seed_dropout(cfg.seed)
     T = model.cfg.context_length
@@ -227,6 +230,20 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
                               time.perf_counter() - started, device)
     ddp.close()
     return report
+
+
+def size_for_budget(cfg: PretrainConfig, vocab_size: int, settings: OptimSettings, device: torch.device,
+                    dtype: torch.dtype, ddp: Distributed) -> dict:
+    """--auto-size: rank 0 measures the candidate sizes alone (minilm/train/sizing.py), every rank
+    gets its choice. The shape goes into cfg.model, so config.json records it and --resume reuses it."""
+    shape = None
+    with ddp.main_first():
+        if ddp.is_main:
+            chosen, measured = choose_size(cfg.model_config(vocab_size), settings, cfg.batch_size, cfg.max_time,
+                                           device, dtype, processes=ddp.world_size)
+            print(explain_size(chosen, measured, cfg.max_time))
+            shape = chosen.shape
+    return ddp.from_main(shape)
 
 
 def planned_steps(trainer: Trainer) -> int | None:
@@ -455,8 +472,24 @@ def parse_args(argv: list[str] | None = None) -> PretrainConfig:
     args, given = parse_given(parser, argv)
     if args.resume:
         return resumed_config(args, given)
+    apply_time_budget(args, given)
     model_overrides = values_for(args, ModelConfig, skip=("vocab_size",), given_only=True)
     return PretrainConfig(**values_for(args, PretrainConfig, skip=("model",)), model=model_overrides)
+
+
+SIZE_FLAGS = ("preset", "n_layer", "n_head", "d_model", "context_length", "d_ff")
+
+
+def apply_time_budget(args, given: set[str]) -> None:
+    """--max-time N without --max-steps means "train N minutes" (the step budget is dropped), and
+    with no size flag either, a model sized for those minutes (--auto-size)."""
+    if "max_time" in given and "max_steps" not in given and args.max_time > 0:
+        args.max_steps = 0
+        if "auto_size" not in given and not given & set(SIZE_FLAGS):
+            args.auto_size = True
+    if args.auto_size and given & set(SIZE_FLAGS):
+        flags = ", ".join(flag_name(name) for name in sorted(given & set(SIZE_FLAGS)))
+        raise UserError(f"--auto-size picks the model's size itself, and {flags} sets it: pass one or the other")
 
 
 @exit_on_user_error

@@ -20,11 +20,21 @@ from minilm.model.config import ModelConfig
 from minilm.train.config import PretrainConfig
 
 
+# What a run saved before a setting existed did, where that differs from today's default: such a
+# run resumes as it started, not with a recipe it never used.
+BEFORE_IT_EXISTED = {"optimizer": "adamw", "schedule": "cosine", "auto_size": False}
+
+
 def saved_job(saved: dict[str, Any]) -> dict[str, Any]:
-    """The job settings of a saved config.json, each one a run saved before it existed lacks at its default."""
+    """The job settings of a saved config.json; a setting the run was saved without takes the value
+    runs had before it existed (BEFORE_IT_EXISTED), else its default. The model settings are the
+    saved model's own, all of them, so a later change of the recipe's defaults cannot change them."""
     job = saved.get("job", {})
-    return {f.name: job[f.name] if f.name in job else
-            (f.default_factory() if f.default is MISSING else f.default) for f in fields(PretrainConfig)}
+    values = {f.name: job[f.name] if f.name in job else BEFORE_IT_EXISTED.get(
+        f.name, f.default_factory() if f.default is MISSING else f.default) for f in fields(PretrainConfig)}
+    if isinstance(saved.get("model"), dict):
+        values["model"] = {k: v for k, v in saved["model"].items() if k != "vocab_size"}
+    return values
 
 
 # Settings that decide what the resumed steps compute. Changing one would silently make a

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from minilm.common.distributed import mean_across_processes
 from minilm.common.errors import UserError
-from minilm.common.runtime import autocast
+from minilm.common.runtime import autocast, keep_freed_memory
 from minilm.train.optim import build_optimizer
 
 SCHEDULES = ("cosine", "wsd")
@@ -79,6 +79,8 @@ class Trainer:
     def __init__(self, model: nn.Module, settings: OptimSettings, device: torch.device, dtype: torch.dtype,
                  lr_scale: dict[str, float] | None = None, distributed: bool = False, compile: bool = False):
         self.model, self.settings, self.device, self.dtype = model, settings, device, dtype
+        if device.type == "cpu":
+            keep_freed_memory()  # big per-step tensors reuse their pages instead of faulting them in anew
         # Under torchrun, the DistributedDataParallel wrapper averages gradients across processes.
         self.ddp_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None) if distributed else None
@@ -126,7 +128,7 @@ class Trainer:
             group["lr"] = self.lr * group["lr_scale"]
         model = self.forward_model
         model.train()
-        total = torch.zeros((), device=self.device)
+        losses = []
         batches = list(micro_batches)
         for i, batch in enumerate(batches):
             # DDP averages gradients across processes after every backward; with accumulation
@@ -136,9 +138,10 @@ class Trainer:
             with sync:
                 with autocast(self.device, self.dtype):
                     loss = loss_fn(model, batch)
-                self.scaler.scale(loss / len(batches)).backward()
-            total += loss.detach()
-        mean_loss = total / len(batches)
+                # n micro-batches each add 1/n of the mean gradient (no division when n = 1: one op less)
+                self.scaler.scale(loss / len(batches) if len(batches) > 1 else loss).backward()
+            losses.append(loss.detach())
+        mean_loss = torch.stack(losses).mean() if len(losses) > 1 else losses[0]
         if self.ddp_model is not None:
             mean_loss = mean_across_processes(mean_loss)  # every rank logs, and checks, the same number
         mean_loss = mean_loss.item()
