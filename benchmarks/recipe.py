@@ -173,7 +173,9 @@ def run(args: argparse.Namespace) -> None:
         table = format_table(COLUMNS, table_rows(run_arms(jobs, args, heldout)))
         tables.append((f"{args.minutes:g} minutes of training per arm, seeds {args.seeds}", table))
     notes = [f"data: {args.data}; held-out text: the first {args.eval_docs} validation documents",
-             "each arm adds its technique to the rows above it; 'today' is the recipe before the change"]
+             "each size trains with the same recipe; 'auto' is the size train_pretrain.py chose (its log says why)"
+             if args.sweep else "each arm adds its technique to the rows above it; 'today' is the recipe before "
+                                "the change"]
     record(args, device, "Pretraining recipe: same minutes per arm", tables, notes)
 
 

@@ -36,18 +36,18 @@ def params_of(i: int) -> int:
     return sizing.block_parameters(sizing.MiniLM(cfg))
 
 
-def test_the_largest_size_that_gets_twenty_tokens_per_parameter_wins(monkeypatch):
-    minutes = 2.0
-    # candidates 0..2 get exactly 25 tokens per parameter in the budget, candidate 3 gets 10
-    speeds = {i: 25 * params_of(i) / (60 * minutes) for i in range(3)}
-    speeds[3] = 10 * params_of(3) / (60 * minutes)
+def test_the_largest_size_that_gets_enough_tokens_per_parameter_wins(monkeypatch):
+    minutes, rule = 2.0, sizing.TOKENS_PER_PARAM
+    # candidates 0..2 get 1.25 times the rule's tokens per parameter in the budget, candidate 3 half of it
+    speeds = {i: 1.25 * rule * params_of(i) / (60 * minutes) for i in range(3)}
+    speeds[3] = 0.5 * rule * params_of(3) / (60 * minutes)
     measured = fake_speeds(monkeypatch, speeds)
     chosen, seen = sizing.choose_size(tiny_config(), SETTINGS, 4, minutes, CPU, torch.float32)
     assert (chosen.shape["n_layer"], chosen.shape["d_model"]) == sizing.CANDIDATES[2][:2]
     assert measured == [0, 1, 2, 3]  # the search stops at the first candidate that falls short
-    assert chosen.tokens_per_param == pytest.approx(25)
+    assert chosen.tokens_per_param == pytest.approx(1.25 * rule)
     text = sizing.explain_size(chosen, seen, minutes)
-    assert "4x96" in text and "4 layers x 128 wide" in text and ">= 20" in text
+    assert "4x96" in text and "4 layers x 128 wide" in text and f">= {rule:g}" in text
 
 
 def test_with_no_candidate_fitting_the_smallest_is_taken(monkeypatch):

@@ -79,7 +79,7 @@ class PretrainConfig:
                                   "a size flag, picks its model size for it: --auto-size); the lr schedule "
                                   "follows time when it runs out first, so the run still decays to --min-lr")
     auto_size: bool = option(False, "size the model for --max-time: measure how fast a few sizes train on this "
-                                    "machine and take the largest that sees >= 20 tokens per block parameter "
+                                    "machine and take the largest that sees >= 5 tokens per block parameter "
                                     "in the budget (minilm/train/sizing.py); on by default for --max-time N "
                                     "without --max-steps, --preset or a size flag")
     eval_every: int = option(100, "evaluate validation loss every N steps")
