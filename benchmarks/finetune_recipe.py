@@ -66,7 +66,7 @@ def finetune_and_score(name: str, flags: list[str], files: dict[str, Path], args
 def run(args: argparse.Namespace) -> None:
     device = setup(args)
     if args.smoke:
-        args.minutes, args.arms, args.test_size = 0.02, "plain,lora", 0
+        args.minutes, args.arms, args.test_size = 0.01, "lora", 0
     files = {"train": subset(args.data / "train.tsv", args.labels, 0, args.out / f"train_{args.labels}.tsv"),
              "valid": args.data / "valid.tsv",
              "test": subset(args.data / "test.tsv", args.test_size, 1, args.out / f"test_{args.test_size}.tsv")}

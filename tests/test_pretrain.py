@@ -124,13 +124,18 @@ def _ddp_worker(rank: int, world_size: int, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    pretrain.run(tiny_pretrain_config(out, batch_size=2, max_steps=6, save_every=6, eval_every=6, device="cpu"))
+    pretrain.run(tiny_pretrain_config(out, batch_size=2, max_steps=6, save_every=6, eval_every=6, device="cpu",
+                                      optimizer="adamw"))
 
 
 @pytest.mark.slow
 def test_ddp_with_two_processes_matches_one_process(tmp_path):  # gloo on CPUs, even when a GPU is here
     single = tmp_path / "single"
-    pretrain.run(tiny_pretrain_config(single, batch_size=4, max_steps=6, save_every=6, eval_every=6, device="cpu"))
+    # AdamW: Muon's orthogonalisation turns the last bits of a nearly rank-deficient momentum into
+    # full-size steps, so two summation orders drift apart by far more than rounding. What this test
+    # checks is the data-parallel gradient, which the optimizer only consumes.
+    pretrain.run(tiny_pretrain_config(single, batch_size=4, max_steps=6, save_every=6, eval_every=6, device="cpu",
+                                      optimizer="adamw"))
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp")), nprocs=2, join=True)
     a, b = load_torch(single / "trainer_state.pt"), load_torch(tmp_path / "ddp" / "trainer_state.pt")
     # Two processes sum the gradient in another order: rounding differences of ~1e-7, which Adam's
