@@ -19,7 +19,6 @@ from minilm.common.run_dir import check_out_dir
 from minilm.model.config import ModelConfig
 from minilm.train.config import PretrainConfig
 
-
 # What a run saved before a setting existed did, where that differs from today's default: such a
 # run resumes as it started, not with a recipe it never used.
 BEFORE_IT_EXISTED = {"optimizer": "adamw", "schedule": "cosine", "auto_size": False}
