@@ -30,11 +30,14 @@ ARMS = {  # name -> train_finetune.py flags on top of the defaults
     "plain": [],
     "scratch": ["--ckpt", "scratch"],
     "windows": ["--long-texts", "windows"],
+    "windows-one": ["--long-texts", "windows", "--train-windows", "one"],
+    "mean-pool": ["--pooling", "mean"],
     "lp-ft": ["--probe-steps", "100", "--head-lr", "3e-3"],
     "llrd": ["--layer-lr-decay", "0.7"],
     "lora": ["--lora-rank", "8", "--lr", "2e-3"],
     "aux-lm": ["--lm-loss-weight", "0.5"],
     "smoothing": ["--label-smoothing", "0.1"],
+    "lr-2x": ["--lr", "1e-3"],
 }
 
 

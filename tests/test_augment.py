@@ -8,7 +8,7 @@ from tiny_checkpoint import make_checkpoint
 
 from minilm.text.augment import augment_texts, is_protected
 from minilm.text.tokenizer import Tokenizer
-from minilm.train import finetune
+from minilm.train import finetune, labeled_splits
 
 TEXTS = [
     "the soup was not good at all and the waiter never came back",
@@ -62,13 +62,13 @@ def test_the_training_loop_sees_a_new_variant_every_epoch(tmp_path):
     splits = write_labeled_splits(tmp_path)
     tokenizer = Tokenizer.load(init / "tokenizer.model")
     cfg = tiny_finetune_config(init, tmp_path / "ft", splits, augment=0.3)
-    loaded, _ = finetune.load_splits(cfg, tokenizer, max_length=16)
+    loaded, _ = labeled_splits.load_splits(cfg, tokenizer, max_length=16)
     train = loaded["train"]
-    epoch1, epoch2 = (finetune.epoch_sequences(cfg, train, tokenizer, e) for e in (1, 2))
+    epoch1, epoch2 = (labeled_splits.epoch_sequences(cfg, train, tokenizer, e, 16) for e in (1, 2))
     assert epoch1 != train.seqs and epoch1 != epoch2 and len(epoch1) == len(train.seqs)
     assert all(seq[0] == tokenizer.bos_id and seq[-1] == tokenizer.eos_id for seq in epoch1)
     no_augment = tiny_finetune_config(init, tmp_path / "ft", splits)
-    assert finetune.epoch_sequences(no_augment, train, tokenizer, 1) is train.seqs
+    assert labeled_splits.epoch_sequences(no_augment, train, tokenizer, 1, 16) is train.seqs
 
     finetune.run(tiny_finetune_config(init, tmp_path / "ft", splits, augment=0.2, epochs=2))
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["job"]["augment"] == 0.2

@@ -13,7 +13,7 @@ from minilm.common.errors import UserError
 from minilm.model.classifier import MiniLMForSequenceClassification, freeze_layers
 from minilm.text.labeled import write_labeled_tsv
 from minilm.text.tokenizer import Tokenizer
-from minilm.train import finetune, pretrain
+from minilm.train import finetune, labeled_splits, pretrain
 from minilm.train.trainer import OptimSettings, Trainer
 
 
@@ -169,8 +169,8 @@ def test_many_string_classes_and_auto_class_weights(pretrained, tmp_path):
 
 
 def test_auto_class_weights_are_inverse_frequencies():
-    split = finetune.Split("train", ["x"] * 4, [0, 0, 0, 1], [[2, 3]] * 4)
-    weights = finetune.class_weight_tensor(split, 2, torch.device("cpu"))
+    split = labeled_splits.Split("train", ["x"] * 4, [0, 0, 0, 1], [[2, 3]] * 4)
+    weights = labeled_splits.class_weight_tensor(split, 2, torch.device("cpu"))
     torch.testing.assert_close(weights, torch.tensor([4 / (2 * 3), 4 / (2 * 1)]))
 
 

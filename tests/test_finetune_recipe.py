@@ -10,11 +10,12 @@ from jobs import tiny_finetune_config, tiny_pretrain_config, write_labeled_split
 
 from minilm.checkpoint import load_classifier
 from minilm.common.errors import UserError
-from minilm.model.classifier import MiniLMForSequenceClassification
+from minilm.model.classifier import MiniLMForSequenceClassification, window_starts
 from minilm.text.labeled import write_labeled_tsv
 from minilm.train import finetune, pretrain
 from minilm.train.config import FinetuneConfig
-from minilm.train.finetune import layer_lr_scales
+from minilm.train.finetune_recipe import layer_lr_scales
+from minilm.train.labeled_splits import Split, epoch_sequences
 
 CPU = torch.device("cpu")
 
@@ -60,6 +61,20 @@ def test_windows_read_the_end_of_long_texts_that_truncation_cuts_off(pretrained,
     texts = [line.split("\t")[0] for line in long_splits["test"].read_text().splitlines()[1:5]]
     result = finetune.predict(tiny_finetune_config(pretrained, tmp_path / "win", long_splits, predict=texts))
     assert [p["label"] for p in result["predictions"]] == ["negative", "positive", "negative", "positive"]
+
+
+def test_train_windows_one_reads_one_window_per_text_drawn_anew_each_epoch():
+    cfg = FinetuneConfig(long_texts="windows", train_windows="one", window_stride=3)
+    text = list(range(100, 120))  # 20 tokens, context 8, stride 3: windows start at 0, 3, ..., 12, 15
+    train = Split("train", ["x"] * 64, [0] * 64, [text] * 64)
+    epochs = [epoch_sequences(cfg, train, None, epoch, 8) for epoch in (1, 2)]
+    for seqs in epochs:
+        assert all(len(seq) == 8 or seq[-1] == text[-1] for seq in seqs)  # a whole window, or the text's end
+        assert {seq[0] - 100 for seq in seqs} <= set(window_starts(20, 8, 3))
+    assert {seq[0] - 100 for seq in epochs[0]} == set(window_starts(20, 8, 3))  # 64 draws reach every start
+    assert epochs[0] != epochs[1]
+    every = epoch_sequences(FinetuneConfig(long_texts="windows", window_stride=3), train, None, 1, 8)
+    assert every is train.seqs  # --train-windows all: the whole text, which the model splits into windows
 
 
 def test_max_windows_keeps_the_head_and_the_tail(pretrained, long_splits, tmp_path, capsys):

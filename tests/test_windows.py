@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from minilm.model.classifier import MiniLMForSequenceClassification, split_windows
+from minilm.model.classifier import MiniLMForSequenceClassification, split_windows, window_starts
 from minilm.model.config import ConfigError
 
 
@@ -33,6 +33,16 @@ def test_the_last_window_reaches_the_end_of_the_text():
     mask = (ids > 0).long()
     windows, _, owner = split_windows(ids, mask, T=4, stride=2)
     assert owner.tolist() == [0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("length", [1, 3, 4, 5, 6, 7, 8, 12, 13])
+def test_window_starts_are_where_split_windows_begins_its_windows(length):
+    ids = torch.arange(1, length + 1)[None]  # (1, length)
+    if length <= 4:
+        assert window_starts(length, 4, 2) == [0]  # a text that fits the context is one window
+        return
+    windows, _, _ = split_windows(ids, torch.ones_like(ids), T=4, stride=2)
+    assert [int(w[0]) - 1 for w in windows] == window_starts(length, 4, 2)
 
 
 def classifier(stride: int) -> MiniLMForSequenceClassification:

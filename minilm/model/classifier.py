@@ -66,6 +66,12 @@ def split_windows(input_ids: torch.Tensor, attention_mask: torch.Tensor, T: int,
     return ids[keep], mask[keep], owner
 
 
+def window_starts(length: int, T: int, stride: int) -> list[int]:
+    """Where the windows split_windows keeps for a text of `length` tokens begin: 0, then every
+    stride-th position whose window holds more than T - stride tokens of the text."""
+    return [start for start in range(0, max(length, 1), stride) if start == 0 or length - start > T - stride]
+
+
 def mean_per_text(window_logits: torch.Tensor, owner: torch.Tensor, n_texts: int) -> torch.Tensor:
     """(N, K) logits of windows -> (n_texts, K): each text's windows averaged (all weigh the same)."""
     totals = torch.zeros(n_texts, window_logits.size(1), device=window_logits.device, dtype=window_logits.dtype)

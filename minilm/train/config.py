@@ -189,6 +189,10 @@ class FinetuneConfig:
     max_windows: int = option(4, "with --long-texts windows: at most this many windows per text; a longer text "
                                  "keeps its first quarter and its end (head + tail: a review's verdict is often "
                                  "in its last lines) and loses the middle. Bounds time and memory per text")
+    train_windows: str = option("all", "with --long-texts windows, what training reads of a long text: 'all' its "
+                                       "windows, averaged as in evaluation; 'one' window drawn anew each epoch "
+                                       "(an epoch then costs what truncation costs); evaluation and prediction "
+                                       "always average all windows", ("all", "one"))
     lora_rank: int = option(0, "train low-rank adapters of this rank beside the frozen attention and MLP "
                                "matrices (LoRA) instead of the whole body; the head trains too; the adapters "
                                "are merged into the weights on save (0 = off)")

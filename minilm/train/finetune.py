@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from minilm.checkpoint import lm_from_dir, load_checked_tokenizer, load_model_config, read_config
-from minilm.common.distributed import Distributed, init_distributed, refuse_torchrun, split_batch
+from minilm.common.distributed import Distributed, init_distributed, refuse_torchrun
 from minilm.common.errors import UserError, exit_on_user_error
 from minilm.common.files import atomic_write, load_torch, save_csv, save_json, save_torch
 from minilm.common.flags import command_for, command_line, parse_config
@@ -31,95 +31,17 @@ from minilm.common.tensorboard import TensorBoardLog, summary_writer_class
 from minilm.model.classifier import MiniLMForSequenceClassification, freeze_layers
 from minilm.model.config import ModelConfig
 from minilm.model.lora import add_lora, merge_lora, merged_state_dict
-from minilm.reviews.world import ensure_default_data
-from minilm.text.augment import augment_texts
-from minilm.text.labeled import LabelMap, classification_batches, encode_texts, read_labeled, stratified_holdout
+from minilm.text.labeled import LabelMap, classification_batches
 from minilm.text.tokenizer import Tokenizer
 from minilm.tools.metrics import COMPACT_ABOVE, classification_report, format_report
 from minilm.tools.predict import classify, run_predict
 from minilm.train import lr_finder
 from minilm.train.config import FinetuneConfig
+from minilm.train.finetune_recipe import layer_lr_scales, linear_probe, make_loss_fn
+from minilm.train.labeled_splits import Split, class_weight_tensor, epoch_sequences, load_splits
 from minilm.train.trainer import OptimSettings, Trainer, check_settings
 
 METRIC_COLUMNS = ["epoch", "step", "lr", "train_loss", "valid_loss", "valid_accuracy", "valid_macro_f1"]
-
-
-@dataclass
-class Split:
-    """One labeled file, tokenized: texts, label ids, token id sequences."""
-
-    name: str
-    texts: list[str]
-    label_ids: list[int]
-    seqs: list[list[int]]
-
-
-def load_splits(cfg: FinetuneConfig, tokenizer: Tokenizer, max_length: int,
-                head_and_tail: bool = False) -> tuple[dict[str, Split], LabelMap]:
-    """Read train/valid/test (+ transfer), build the label map from train, tokenize everything
-    (texts over max_length tokens cut: to their start, or with head_and_tail to start and end)."""
-    paths = {"train": cfg.train, "valid": cfg.valid, "test": cfg.test, "transfer": cfg.transfer}
-    if not cfg.train and any(paths.values()):
-        given = [f"--{name}" for name, path in paths.items() if path]
-        raise UserError(f"{' and '.join(given)} given without --train: pass --train too, or none of them "
-                        f"to use the embedded review data")
-    fractions = {"valid": cfg.valid_fraction, "test": cfg.test_fraction}
-    if not cfg.train:
-        if any(fractions.values()):
-            raise UserError("--valid-fraction and --test-fraction split your own --train file; the embedded "
-                            "data has its own valid and test files")
-        default = ensure_default_data()
-        paths = {name: str(default[name]) for name in paths}
-    for name in ("valid", "test"):
-        if paths[name] and fractions[name]:
-            raise UserError(f"--{name} and --{name}-fraction both given: use the file, or carve the split "
-                            f"out of --train, not both")
-    missing = [name for name in ("valid", "test") if not paths[name] and not fractions[name]]
-    if missing:
-        raise UserError(f"--train was given without --{' and --'.join(missing)}: pass the labeled file(s), or "
-                        f"hold out part of --train with --{'-fraction 0.1 and --'.join(missing)}-fraction 0.1")
-    raw = {name: read_labeled(path, cfg.text_column or None, cfg.label_column)
-           for name, path in paths.items() if path}
-    raw.update(carve_holdouts(raw, fractions, cfg.seed))
-    labels = LabelMap.from_labels(raw["train"][1])
-    if len(labels) < 2:
-        raise UserError(f"{paths['train']} has only one label ({labels.names[0]!r}); a classifier needs at least "
-                        f"two (is --label-column {cfg.label_column!r} the right column?)")
-    splits, truncated = {}, 0
-    for name, (texts, label_strings) in raw.items():
-        seqs, n_cut = encode_texts(tokenizer, texts, max_length, f"encoding {name}", head_and_tail)
-        truncated += n_cut
-        splits[name] = Split(name, texts, labels.encode(label_strings, name), seqs)
-    if truncated:
-        kept = "their first quarter and their end" if head_and_tail else "their start"
-        print(f"note: {truncated} texts were longer than {max_length} tokens; {kept} were kept "
-              f"({'--max-windows, ' if head_and_tail else ''}--max-length)")
-    return splits, labels
-
-
-def carve_holdouts(raw: dict[str, tuple[list[str], list[str]]], fractions: dict[str, float],
-                   seed: int) -> dict[str, tuple[list[str], list[str]]]:
-    """--valid-fraction / --test-fraction: hold those shares of train out, label by label (test first,
-    then valid from what is left). Changes raw["train"]; returns the carved splits."""
-    carved = {}
-    for offset, name in enumerate(("test", "valid")):
-        if not fractions[name]:
-            continue
-        texts, labels = raw["train"]
-        kept, held = stratified_holdout(labels, fractions[name], seed + offset)
-        if not held:  # every label has a single example left: nothing can be held out
-            raise UserError(f"--{name}-fraction {fractions[name]}: the training file has too few examples per label "
-                            f"({len(labels)} in all) to hold any out; pass a --{name} file or more labeled data")
-        carved[name] = ([texts[i] for i in held], [labels[i] for i in held])
-        raw["train"] = ([texts[i] for i in kept], [labels[i] for i in kept])
-        print(f"{name}: {len(held)} examples held out of the training file (--{name}-fraction {fractions[name]})")
-    return carved
-
-
-def class_weight_tensor(split: Split, num_labels: int, device: torch.device) -> torch.Tensor:
-    """w_c = N / (num_labels · N_c): every class contributes equally to the loss on average."""
-    counts = torch.bincount(torch.tensor(split.label_ids), minlength=num_labels).float().clamp(min=1)
-    return (counts.sum() / (num_labels * counts)).to(device)
 
 
 def evaluate_split(model, split: Split, labels: LabelMap, device, dtype, batch_size: int
@@ -143,22 +65,6 @@ def build_model(cfg: FinetuneConfig, init: str, num_labels: int) -> MiniLMForSeq
     stride, windows = cfg.windows_for(lm.cfg.context_length)
     return MiniLMForSequenceClassification.from_pretrained_lm(lm, num_labels, cfg.pooling, cfg.dropout,
                                                               cfg.head_bias, stride, windows)
-
-
-def layer_lr_scales(cfg: FinetuneConfig, n_layer: int) -> dict[str, float] | None:
-    """Learning-rate multipliers by parameter-name prefix (Trainer's lr_scale; the first match wins).
-
-    --head-lr: the head's rate over --lr. --layer-lr-decay d (Howard & Ruder, 2018; ELECTRA): block
-    i of n trains at d^(n-1-i) · lr, the embeddings at d^n · lr. Lower layers hold the general
-    features pretraining found, which labeled data should change least; the top block and the
-    final norm, closest to the task, train at the full rate.
-    """
-    scales = {"head.": cfg.head_lr / cfg.lr} if cfg.head_lr else {}
-    if cfg.layer_lr_decay < 1.0:
-        d = cfg.layer_lr_decay
-        scales.update({f"body.blocks.{i}.": d ** (n_layer - 1 - i) for i in range(n_layer)})
-        scales.update({"body.token_embedding.": d ** n_layer, "body.position.": d ** n_layer})
-    return scales or None
 
 
 def prepare_training(cfg: FinetuneConfig, init: str, train: Split, num_labels: int, device: torch.device,
@@ -193,53 +99,6 @@ def prepare_training(cfg: FinetuneConfig, init: str, train: Split, num_labels: i
     trainer = Trainer(model, settings, device, dtype, lr_scale=layer_lr_scales(cfg, model.cfg.n_layer),
                       distributed=ddp.enabled)
     return model, trainer, make_loss_fn(cfg, device, weights, ddp)
-
-
-def make_loss_fn(cfg: FinetuneConfig, device: torch.device, class_weights: torch.Tensor | None,
-                 ddp: Distributed) -> Callable:
-    """The Trainer's loss_fn(model, batch): classification loss (+ the auxiliary LM loss) of this
-    rank's rows of the batch, weighted by their share, so --batch-size stays the global batch."""
-    def loss_fn(m, batch):
-        rows, share = split_batch(batch, ddp)
-        ids, mask, y = (t.to(device) for t in rows)
-        return share * m(ids, mask, y, lm_loss_weight=cfg.lm_loss_weight, class_weights=class_weights,
-                         label_smoothing=cfg.label_smoothing)[1]
-    return loss_fn
-
-
-def linear_probe(cfg: FinetuneConfig, model: MiniLMForSequenceClassification, train: Split, loss_fn: Callable,
-                 device: torch.device, dtype: torch.dtype, ddp: Distributed) -> None:
-    """LP-FT (Kumar et al., 2022), its first half: train the head alone on the frozen body for
-    --probe-steps steps. A random head's large early gradients would otherwise flow into the
-    pretrained body and distort its features before the head knows what to ask of them; a
-    probed head starts the full fine-tuning already pointing the right way. Under torchrun every
-    rank probes on whole batches alike (no gradient exchange: the body is frozen, the head small)
-    and the fine-tuning's DistributedDataParallel then starts every rank from rank 0's head."""
-    freeze_layers(model, "body")
-    lr = cfg.head_lr or cfg.lr
-    settings = OptimSettings(lr, 0.0, min(cfg.warmup_steps, cfg.probe_steps - 1), cfg.probe_steps, 0.0,
-                             cfg.weight_decay, cfg.grad_clip)
-    trainer = Trainer(model, settings, device, dtype)
-    batches = (batch for epoch in itertools.count(1)
-               for batch in classification_batches(train.seqs, train.label_ids, cfg.batch_size, Tokenizer.pad_id,
-                                                   shuffle=True, seed=cfg.seed + 1, epoch=epoch))
-    bar = progress(total=cfg.probe_steps, unit="step", desc="linear probe", enabled=ddp.is_main)
-    while not trainer.done:
-        loss = trainer.step([next(batches)], loss_fn)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}")
-    bar.close()
-
-
-def epoch_sequences(cfg: FinetuneConfig, train: Split, tokenizer: Tokenizer, epoch: int) -> list[list[int]]:
-    """The training token ids of one epoch: with --augment, this epoch's variants re-tokenized."""
-    if not cfg.augment:
-        return train.seqs
-    texts = augment_texts(train.texts, cfg.augment, cfg.seed, epoch)
-    # Edits only drop or reorder words, so the originals' longest length (already within
-    # --max-length and the context) also bounds the variants.
-    longest = max(len(seq) for seq in train.seqs)
-    return encode_texts(tokenizer, texts, max(longest, 3))[0]
 
 
 @dataclass
@@ -283,8 +142,9 @@ def train_epoch(cfg: FinetuneConfig, trainer: Trainer, loss_fn: Callable, train:
                 epoch: int, bar, out: Path) -> list[float]:
     """One pass over the shuffled training set (or until the step budget ends); the step losses."""
     losses = []
-    for batch in classification_batches(epoch_sequences(cfg, train, tokenizer, epoch), train.label_ids,
-                                        cfg.batch_size, Tokenizer.pad_id, shuffle=True, seed=cfg.seed, epoch=epoch):
+    seqs = epoch_sequences(cfg, train, tokenizer, epoch, trainer.model.cfg.context_length)
+    for batch in classification_batches(seqs, train.label_ids, cfg.batch_size, Tokenizer.pad_id, shuffle=True,
+                                        seed=cfg.seed, epoch=epoch):
         try:
             losses.append(trainer.step([batch], loss_fn))
         except FloatingPointError as err:
