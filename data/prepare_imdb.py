@@ -12,13 +12,15 @@ Writes, in --out:
     unsup.txt                       the 50,000 unlabeled reviews, one a line: the pretraining corpus
     train.tsv, valid.tsv, test.tsv  text<TAB>label with labels "negative" / "positive";
                                     valid = --valid-size reviews held out of train (seeded)
+    train_2000.tsv                  --few-labels reviews of train.tsv, half of each label (seeded):
+                                    what fine-tuning with few labels can do (0 = not written)
 Reviews are cleaned the same way from both sources: "<br />" becomes a space, whitespace runs
 (tabs and newlines included) become one space.
 
     python data/prepare_imdb.py                                # download, -> data/imdb/
     python data/prepare_imdb.py --local /work/shared/data/imdb # no download
 
-Expected output: "wrote data/imdb: unsup 50000, train 22500, valid 2500, test 25000".
+Expected output: "wrote data/imdb: unsup 50000, train 22500, valid 2500, test 25000, train_2000 2000".
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from _download import announce, download
 
 from minilm.common.files import atomic_write_text
 from minilm.common.flags import OneLineErrors
-from minilm.text.labeled import holdout_split, write_labeled_tsv
+from minilm.text.labeled import holdout_split, stratified_holdout, write_labeled_tsv
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 LABEL_NAMES = {"pos": "positive", "neg": "negative"}
@@ -100,12 +102,17 @@ def read_converted(folder: Path) -> tuple[dict[str, Labeled], list[str]]:
 
 
 def write_outputs(
-    labeled: dict[str, Labeled], unlabeled: list[str], out: Path, valid_size: int, seed: int
+    labeled: dict[str, Labeled], unlabeled: list[str], out: Path, valid_size: int, seed: int, few_labels: int = 0
 ) -> dict:
-    """Hold out valid from train and write unsup.txt + {train,valid,test}.tsv; rows per file."""
+    """Hold out valid from train and write unsup.txt + {train,valid,test}.tsv (+ train_N.tsv, N =
+    few_labels, drawn from train label by label); rows per file."""
     train = labeled["train"]
     keep, held = holdout_split(len(train), valid_size, seed)
     splits = {"train": [train[i] for i in keep], "valid": [train[i] for i in held], "test": labeled["test"]}
+    if 0 < few_labels < len(splits["train"]):
+        rows = splits["train"]
+        _, chosen = stratified_holdout([label for _, label in rows], few_labels / len(rows), seed)
+        splits[f"train_{few_labels}"] = [rows[i] for i in chosen]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "unsup.txt", "".join(text + "\n" for text in unlabeled))
     for name, rows in splits.items():
@@ -131,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("data/imdb"), help="output folder")
     parser.add_argument("--raw", type=Path, default=Path("data/raw"), help="where the tarball is kept")
     parser.add_argument("--valid-size", type=int, default=2500, help="train reviews held out as valid.tsv")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out draw")
+    parser.add_argument("--few-labels", type=int, default=2000,
+                        help="also write train_N.tsv: N of the training reviews, as many of each label (0 = not)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out draws")
     args = parser.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():
         sys.exit(f"error: --out {args.out} is a file; choose a folder")
@@ -144,7 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 < args.valid_size < len(labeled["train"]):
         sys.exit(f"error: {len(labeled['train'])} labeled train reviews found, so --valid-size {args.valid_size} "
                  f"cannot be held out of them; is this a full copy of aclImdb?")
-    counts = write_outputs(labeled, unlabeled, args.out, args.valid_size, args.seed)
+    if args.few_labels < 0:
+        sys.exit(f"error: --few-labels cannot be negative, got {args.few_labels}; 0 writes no train_N.tsv")
+    counts = write_outputs(labeled, unlabeled, args.out, args.valid_size, args.seed, args.few_labels)
     print(f"wrote {args.out}: " + ", ".join(f"{name} {n}" for name, n in counts.items()), file=sys.stderr)
 
 

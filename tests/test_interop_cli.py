@@ -25,10 +25,11 @@ def tokenizer(tmp_path_factory) -> Tokenizer:
 
 
 def checkpoint(path: Path, tokenizer: Tokenizer, classifier: bool, pooling: str = "last", head_bias: bool = False,
-               **shape) -> Path:
+               window_stride: int = 0, **shape) -> Path:
     cfg = ModelConfig(vocab_size=300, context_length=32, n_layer=1, n_head=2, d_model=32, **shape)
     torch.manual_seed(0)
-    model = MiniLMForSequenceClassification(cfg, 2, pooling, head_bias=head_bias) if classifier else MiniLM(cfg)
+    model = MiniLMForSequenceClassification(cfg, 2, pooling, head_bias=head_bias, window_stride=window_stride) \
+        if classifier else MiniLM(cfg)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.3)
@@ -79,6 +80,16 @@ def test_each_unexportable_model_is_refused_with_one_line_naming_the_flags(tmp_p
     assert exit_info.value.code == 2 and err.startswith("error: cannot export") and err.count("\n") == 1
     assert fix in err
     assert not (tmp_path / "hf").exists()  # refused before writing anything
+
+
+def test_exporting_a_windows_classifier_says_the_windows_stay_behind(tmp_path, tokenizer, capsys):
+    pytest.importorskip("transformers")
+    cli(["--ckpt", str(checkpoint(tmp_path / "ckpt", tokenizer, True, window_stride=24)), "--to", "hf",
+         str(tmp_path / "hf")])
+    out = capsys.readouterr().out
+    assert "windows of 32 tokens, 24 apart" in out and "exported model reads one window" in out
+    cli(["--ckpt", str(checkpoint(tmp_path / "plain", tokenizer, True)), "--to", "hf", str(tmp_path / "hf2")])
+    assert "note:" not in capsys.readouterr().out  # a truncating classifier: nothing to add
 
 
 def test_import_refuses_a_dir_without_minilm_tokenizer_and_export_a_non_empty_out(tmp_path, tokenizer, capsys):

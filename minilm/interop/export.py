@@ -46,6 +46,22 @@ def main(args: argparse.Namespace) -> None:
     else:
         from minilm.interop.onnx_export import export_onnx
         print(f"wrote {export_onnx(args.ckpt, out)}")
+    if args.ckpt:
+        print_window_note(Path(args.ckpt))
+
+
+def print_window_note(ckpt: Path) -> None:
+    """A classifier trained with --long-texts windows reads a long text as windows and averages
+    their logits; that loop is minilm's (classifier.split_windows), not part of the exported graph."""
+    from minilm.checkpoint import read_config
+    config = read_config(ckpt)
+    classifier = config.get("classifier") or {}
+    stride = classifier.get("window_stride", 0) if config.get("kind") == "finetune" else 0
+    if stride:
+        T = config["model"]["context_length"]
+        print(f"note: this classifier reads texts longer than {T} tokens as windows of {T} tokens, {stride} apart "
+              f"(at most {classifier['max_windows']}), and averages their logits; the exported model reads one window: "
+              f"do the same split and average around it, or truncate")
 
 
 def check_export_target(out: Path, source: Path, overwrite: bool) -> None:
