@@ -1,7 +1,7 @@
 """Fine-tuning recipes, measured: every arm fine-tunes the same pretrained model for the same minutes.
 
     python -m benchmarks.finetune_recipe --ckpt out/imdb-pretrain --data data/imdb --labels 2000 --minutes 5
-    python -m benchmarks.finetune_recipe --ckpt out/imdb-pretrain --data data/imdb --labels 0 --arms plain,windows
+    python -m benchmarks.finetune_recipe --ckpt out/imdb-pretrain --data data/imdb --labels 0 --arms plain,truncate
 
 --data is a folder with train.tsv, valid.tsv and test.tsv (data/prepare_imdb.py writes one). With
 --labels N the arms train on N labeled examples drawn from train.tsv per label (seeded), as a
@@ -26,11 +26,11 @@ from benchmarks.arms import REPO, mean_and_spread, run_jobs, run_logged
 from benchmarks.common import format_table, record, run_benchmark, setup
 from minilm.text.labeled import read_labeled, stratified_holdout, write_labeled_tsv
 
-ARMS = {  # name -> train_finetune.py flags on top of the defaults
+ARMS = {  # name -> train_finetune.py flags on top of the defaults (windows, one window per text per epoch)
     "plain": [],
     "scratch": ["--ckpt", "scratch"],
-    "windows": ["--long-texts", "windows"],
-    "windows-one": ["--long-texts", "windows", "--train-windows", "one"],
+    "truncate": ["--long-texts", "truncate"],
+    "windows-all": ["--train-windows", "all"],
     "mean-pool": ["--pooling", "mean"],
     "lp-ft": ["--probe-steps", "100", "--head-lr", "3e-3"],
     "llrd": ["--layer-lr-decay", "0.7"],

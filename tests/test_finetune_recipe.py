@@ -46,11 +46,13 @@ def long_splits(tmp_path_factory):
     return paths
 
 
-def test_windows_read_the_end_of_long_texts_that_truncation_cuts_off(pretrained, long_splits, tmp_path, capsys):
-    common = dict(epochs=20, lr=3e-3)  # the last window alone differs: its gradient is shared with two others
-    cut = finetune.run(tiny_finetune_config(pretrained, tmp_path / "cut", long_splits, **common))
-    windows = finetune.run(tiny_finetune_config(pretrained, tmp_path / "win", long_splits, long_texts="windows",
-                                                **common))
+@pytest.mark.parametrize("train_windows", ["one", "all"])
+def test_windows_read_the_end_of_long_texts_that_truncation_cuts_off(pretrained, long_splits, tmp_path, train_windows):
+    common = dict(epochs=20, lr=3e-3)  # the last window alone differs: the others read the same filler
+    cut = finetune.run(tiny_finetune_config(pretrained, tmp_path / "cut", long_splits, long_texts="truncate",
+                                            **common))
+    windows = finetune.run(tiny_finetune_config(pretrained, tmp_path / "win", long_splits,
+                                                train_windows=train_windows, **common))  # windows: the default
     assert cut.splits["test"]["accuracy"] <= 0.6  # the verdict was cut off: chance
     assert windows.splits["test"]["accuracy"] >= 0.9
     saved = json.loads((tmp_path / "win" / "config.json").read_text())["classifier"]
@@ -64,7 +66,7 @@ def test_windows_read_the_end_of_long_texts_that_truncation_cuts_off(pretrained,
 
 
 def test_train_windows_one_reads_one_window_per_text_drawn_anew_each_epoch():
-    cfg = FinetuneConfig(long_texts="windows", train_windows="one", window_stride=3)
+    cfg = FinetuneConfig(window_stride=3)  # --long-texts windows --train-windows one: the defaults
     text = list(range(100, 120))  # 20 tokens, context 8, stride 3: windows start at 0, 3, ..., 12, 15
     train = Split("train", ["x"] * 64, [0] * 64, [text] * 64)
     epochs = [epoch_sequences(cfg, train, None, epoch, 8) for epoch in (1, 2)]
@@ -73,7 +75,7 @@ def test_train_windows_one_reads_one_window_per_text_drawn_anew_each_epoch():
         assert {seq[0] - 100 for seq in seqs} <= set(window_starts(20, 8, 3))
     assert {seq[0] - 100 for seq in epochs[0]} == set(window_starts(20, 8, 3))  # 64 draws reach every start
     assert epochs[0] != epochs[1]
-    every = epoch_sequences(FinetuneConfig(long_texts="windows", window_stride=3), train, None, 1, 8)
+    every = epoch_sequences(FinetuneConfig(train_windows="all", window_stride=3), train, None, 1, 8)
     assert every is train.seqs  # --train-windows all: the whole text, which the model splits into windows
 
 

@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -325,17 +326,27 @@ def test_corpus_that_is_not_text(work, capsys, kind, message):
     assert checksums(root) == before
 
 
-# -- evaluate --json -----------------------------------------------------------------------------
+# -- output files of the tools: evaluate --json, attention_map --png --------------------------------
 
 
+def tool_argv(root: Path, tool: str) -> tuple[Callable, list[str], str]:
+    """(the tool's cli, its argv up to the output flag, that flag)."""
+    if tool == "evaluate":
+        return evaluate.cli, ["--ckpt", str(root / "pre"), "--data", str(CORPUS), "--device", "cpu"], "--json"
+    from minilm.tools import attention_map
+    return attention_map.cli, ["--ckpt", str(root / "pre"), "--text", "the soup", "--device", "cpu"], "--png"
+
+
+@pytest.mark.parametrize("tool", ["evaluate", "attention_map"])
 @pytest.mark.parametrize("target,message", [("pre/config.json", "would overwrite a file of the checkpoint"),
                                             ("pre/tokens/meta.json", "would overwrite a file of the checkpoint"),
+                                            ("ft/labels.json", "would overwrite a file of the checkpoint"),
                                             ("pre", "is a directory")])
-def test_evaluate_json_never_overwrites_a_checkpoint(work, capsys, target, message):
+def test_a_tool_output_never_overwrites_a_checkpoint(work, capsys, tool, target, message):
     root, _ = work
     before = checksums(root)
-    argv = ["--ckpt", str(root / "pre"), "--data", str(CORPUS), "--device", "cpu", "--json", str(root / target)]
-    assert message in one_error_line(evaluate.cli, argv, capsys)
+    cli, argv, output_flag = tool_argv(root, tool)
+    assert message in one_error_line(cli, [*argv, output_flag, str(root / target)], capsys)
     assert checksums(root) == before
 
 
@@ -413,19 +424,7 @@ _download.download("https://example.org/x.zip", Path({str(tmp_path)!r}) / "x.zip
     assert os.listdir(tmp_path) == []  # no temporary left behind
 
 
-# -- the attention map's --png, argparse errors, resume misuse, export targets ------------------
-
-
-@pytest.mark.parametrize("target,message", [("pre/model.pt", "would overwrite a file of the checkpoint"),
-                                            ("ft/labels.json", "would overwrite a file of the checkpoint"),
-                                            ("pre", "is a directory")])
-def test_the_attention_map_never_overwrites_a_checkpoint(work, capsys, target, message):
-    from minilm.tools import attention_map
-    root, _ = work
-    before = checksums(root)
-    argv = ["--ckpt", str(root / "pre"), "--text", "the soup", "--device", "cpu", "--png", str(root / target)]
-    assert message in one_error_line(attention_map.cli, argv, capsys)
-    assert checksums(root) == before
+# -- argparse errors, resume misuse, export targets ------------------
 
 
 def test_a_bad_flag_value_is_one_line_without_the_usage_block(capsys):

@@ -4,7 +4,7 @@ really trains, is scored, and lands in a table; no timing is asserted."""
 import pytest
 from jobs import CORPUS, tiny_pretrain_config, write_labeled_splits
 
-from benchmarks import finetune_recipe, recipe
+from benchmarks import bag_of_words, finetune_recipe, recipe
 from minilm.text.labeled import read_labeled
 from minilm.train import pretrain
 
@@ -50,3 +50,24 @@ def test_the_finetuning_ablation_scores_each_arm_on_a_label_subset(tmp_path):
     assert "## Fine-tuning recipe: same minutes per arm" in text and "| lora |" in text
     texts, labels = read_labeled(tmp_path / "runs" / "train_40.tsv", None, "label")
     assert len(texts) == 40 and labels.count("positive") == 20  # drawn label by label
+
+
+def test_bag_of_words_counts_each_word_once_and_pairs_of_neighbours():
+    assert bag_of_words.grams("Great, great film!", 1) == {"great", "film"}
+    assert bag_of_words.grams("not a good film", 2) == {"not", "a", "good", "film", "not a", "a good", "good film"}
+    vocab = bag_of_words.build_vocab(["a good film", "a bad film", "odd"], ngrams=1, min_count=2)
+    assert vocab == {"a": 0, "film": 1}  # "good", "bad", "odd" occur in one text each
+    x = bag_of_words.features(["film a a", "nothing known"], vocab, ngrams=1).to_dense()
+    assert x.tolist() == [[1.0, 1.0], [0.0, 0.0]]
+
+
+def test_the_bag_of_words_baseline_learns_which_words_carry_the_label(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_labeled_splits(data)
+    results = tmp_path / "RESULTS.md"
+    bag_of_words.main(["--data", str(data), "--min-count", "1", "--steps", "50", "--results", str(results)])
+    text = results.read_text()
+    assert "## Bag-of-words baseline: logistic regression" in text
+    chosen = text.split("**chosen on valid**")[1]
+    assert "| 1.0000 | 1.0000 |" in chosen  # valid and test: the adjective alone decides the label

@@ -180,19 +180,20 @@ class FinetuneConfig:
                                 ("none", "auto"))
     patience: int = option(0, "stop after this many epochs without a better valid macro-F1 (0 = never)")
     max_length: int = option(0, "longest input in tokens, longer texts are truncated (0 = the context length)")
-    long_texts: str = option("truncate", "texts longer than the context (or --max-length): 'truncate' keeps their "
-                                         "first tokens; 'windows' reads them as windows of the context, "
-                                         "--window-stride tokens apart, and averages the windows' logits",
+    long_texts: str = option("windows", "texts longer than the context (or --max-length): 'windows' reads them as "
+                                        "windows of the context, --window-stride tokens apart, and averages the "
+                                        "windows' logits (+3.6 points on IMDB at 2,000 labels: docs/finetuning.md); "
+                                        "'truncate' keeps their first tokens",
                              ("truncate", "windows"))
     window_stride: int = option(0, "with --long-texts windows: tokens from one window's start to the next (0 = "
                                    "3/4 of the context, so windows overlap by a quarter)")
     max_windows: int = option(4, "with --long-texts windows: at most this many windows per text; a longer text "
                                  "keeps its first quarter and its end (head + tail: a review's verdict is often "
                                  "in its last lines) and loses the middle. Bounds time and memory per text")
-    train_windows: str = option("all", "with --long-texts windows, what training reads of a long text: 'all' its "
-                                       "windows, averaged as in evaluation; 'one' window drawn anew each epoch "
-                                       "(an epoch then costs what truncation costs); evaluation and prediction "
-                                       "always average all windows", ("all", "one"))
+    train_windows: str = option("one", "with --long-texts windows, what training reads of a long text: 'one' "
+                                       "window drawn anew each epoch (an epoch then costs what truncation costs); "
+                                       "'all' its windows, averaged as in evaluation (more minutes per epoch); "
+                                       "evaluation and prediction always average all windows", ("one", "all"))
     lora_rank: int = option(0, "train low-rank adapters of this rank beside the frozen attention and MLP "
                                "matrices (LoRA) instead of the whole body; the head trains too; the adapters "
                                "are merged into the weights on save (0 = off)")

@@ -333,12 +333,14 @@ def find_lr(cfg: FinetuneConfig) -> lr_finder.LRFinding:
     refuse_torchrun("--find-lr")
     device = resolve_device(cfg.device)
     check_writable_dir(Path(cfg.out))
-    _, _, splits, labels = prepare_data(cfg)
+    _, tokenizer, splits, labels = prepare_data(cfg)
     train = splits["train"]
-    _, trainer, loss_fn = prepare_training(cfg, cfg.init, train, len(labels), device, resolve_dtype(cfg.dtype, device),
-                                           Distributed())
-    batches = ([batch] for epoch in itertools.count(1)
-               for batch in classification_batches(train.seqs, train.label_ids, cfg.batch_size, Tokenizer.pad_id,
+    model, trainer, loss_fn = prepare_training(cfg, cfg.init, train, len(labels), device,
+                                               resolve_dtype(cfg.dtype, device), Distributed())
+    context = model.cfg.context_length
+    batches = ([batch] for epoch in itertools.count(1)  # what training would read: one window per text, say
+               for batch in classification_batches(epoch_sequences(cfg, train, tokenizer, epoch, context),
+                                                   train.label_ids, cfg.batch_size, Tokenizer.pad_id,
                                                    shuffle=True, seed=cfg.seed, epoch=epoch))
     return lr_finder.find_lr(trainer, batches, loss_fn, cfg.find_lr_steps, Path(cfg.out))
 
