@@ -28,7 +28,7 @@ from benchmarks.finetune_recipe import subset
 from minilm.text.labeled import LabelMap, read_labeled
 
 WORD = re.compile(r"[a-z0-9']+")
-L2_GRID = (1e-5, 1e-4, 1e-3)
+L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
 def grams(text: str, ngrams: int) -> set[str]:
@@ -54,7 +54,8 @@ def features(texts: list[str], vocab: dict[str, int], ngrams: int) -> torch.Tens
         rows += [i] * len(found)
         cols += found
     index = torch.tensor([rows, cols], dtype=torch.long)
-    return torch.sparse_coo_tensor(index, torch.ones(len(rows)), (len(texts), len(vocab))).coalesce()
+    return torch.sparse_coo_tensor(index, torch.ones(len(rows)), (len(texts), len(vocab)),
+                                   check_invariants=True).coalesce()
 
 
 def fit(x: torch.Tensor, y: torch.Tensor, num_labels: int, l2: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ from minilm.text.labeled import stratified_holdout
 from minilm.tools import attention_map, evaluate, generate, metrics, predict
 from minilm.train import finetune, pretrain
 from minilm.train.config import FinetuneConfig, PretrainConfig
-from minilm.train.trainer import OptimSettings, Trainer
+from minilm.train.trainer import OptimSettings, Trainer, planned_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 # command -> (module of `python -m`, the function its console script calls)
@@ -139,10 +139,14 @@ def test_planned_steps_follow_whichever_budget_governs():
         t.step_count, t.elapsed = steps, elapsed
         return t
 
-    assert pretrain.planned_steps(trainer(900, 0.0, 10, 5.0)) == 900
-    assert pretrain.planned_steps(trainer(900, 1.0, 10, 6.0)) == 100  # 10 steps in 6 s: 100 fit in a minute
-    assert pretrain.planned_steps(trainer(900, 1.0, 10, 0.1)) == 900  # the steps run out first
-    assert pretrain.planned_steps(trainer(900, 1.0, 57, 60.0)) == 57  # done: exactly the steps taken
+    assert planned_steps(trainer(900, 0.0, 10, 5.0)) == 900
+    assert planned_steps(trainer(900, 1.0, 10, 6.0)) == 100  # 10 steps in 6 s: 100 fit in a minute
+    assert planned_steps(trainer(900, 1.0, 10, 0.1)) == 900  # the steps run out first
+    assert planned_steps(trainer(900, 1.0, 57, 60.0)) == 57  # done: exactly the steps taken
+    # fine-tuning starts no epoch in the last 1% of its minutes (only lr-floor steps would be left)
+    assert finetune.clock_nearly_out(trainer(900, 1.0, 99, 59.5)) and not finetune.clock_nearly_out(
+        trainer(900, 1.0, 99, 59.0))
+    assert not finetune.clock_nearly_out(trainer(900, 0.0, 899, 0.0))  # a step budget runs to its last step
 
 
 def test_piped_output_has_no_carriage_returns_and_logs_long_steps(tmp_path):

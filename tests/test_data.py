@@ -395,11 +395,13 @@ def test_imdb_tarball_and_folder_read_the_same(tmp_path, scripts):
     ]
     assert prep.read_local(tmp_path / "extracted") == from_tar
 
-    counts = prep.write_outputs(labeled, unlabeled, tmp_path / "out", valid_size=1, seed=0, few_labels=2)
-    assert counts == {"unsup": 1, "train": 3, "valid": 1, "test": 2, "train_2": 2}
-    few_texts, few_labels = read_labeled(tmp_path / "out" / "train_2.tsv")
-    train_texts, _ = read_labeled(tmp_path / "out" / "train.tsv")
-    assert sorted(few_labels) == ["negative", "positive"] and set(few_texts) <= set(train_texts)
+    counts = prep.write_outputs(labeled, unlabeled, tmp_path / "out", valid_size=1, seed=0)
+    assert counts == {"unsup": 1, "train": 3, "valid": 1, "test": 2}
+    # --few-labels 2 of 4 training reviews (2 of each label): one of each
+    counts = prep.write_outputs(labeled, unlabeled, tmp_path / "few", valid_size=0, seed=0, few_labels=2)
+    assert counts["train_2"] == 2
+    few_texts, few_labels = read_labeled(tmp_path / "few" / "train_2.tsv")
+    assert sorted(few_labels) == ["negative", "positive"] and set(few_texts) <= {text for text, _ in labeled["train"]}
     assert list(iter_documents(tmp_path / "out" / "unsup.txt")) == unlabeled
     assert read_labeled(tmp_path / "out" / "test.tsv") == (["Meh.", "Superb."], ["negative", "positive"])
 

@@ -39,7 +39,7 @@ from minilm.train import lr_finder
 from minilm.train.config import FinetuneConfig
 from minilm.train.finetune_recipe import layer_lr_scales, linear_probe, make_loss_fn
 from minilm.train.labeled_splits import Split, class_weight_tensor, epoch_sequences, load_splits
-from minilm.train.trainer import OptimSettings, Trainer, check_settings
+from minilm.train.trainer import OptimSettings, Trainer, check_settings, planned_steps
 
 METRIC_COLUMNS = ["epoch", "step", "lr", "train_loss", "valid_loss", "valid_accuracy", "valid_macro_f1"]
 
@@ -126,7 +126,8 @@ def train_classifier(cfg: FinetuneConfig, init: str, prepared: tuple, splits: di
         if ddp.is_main:
             end_epoch(cfg, model, trainer, splits["valid"], labels, state, epoch, sum(losses) / len(losses), out, bar)
             tensorboard.log(state.rows[-1], trainer.step_count)
-        if trainer.done or ddp.main_decides(bool(cfg.patience) and state.stale >= cfg.patience):
+        if trainer.done or clock_nearly_out(trainer) or \
+                ddp.main_decides(bool(cfg.patience) and state.stale >= cfg.patience):
             break
     bar.total = trainer.step_count  # early stopping ends the run before its planned steps: 100% all the same
     bar.refresh()
@@ -136,6 +137,12 @@ def train_classifier(cfg: FinetuneConfig, init: str, prepared: tuple, splits: di
     if ddp.is_main:
         model.load_state_dict(load_torch(out / "model.pt"))  # the best epoch, not the last
     return model
+
+
+def clock_nearly_out(trainer: Trainer) -> bool:
+    """With --max-time: under 1% of the minutes left. Another epoch would take a few steps at a
+    learning rate already decayed to its floor (they change nothing) and then a whole evaluation."""
+    return bool(trainer.settings.max_time) and trainer.progress > 0.99
 
 
 def train_epoch(cfg: FinetuneConfig, trainer: Trainer, loss_fn: Callable, train: Split, tokenizer: Tokenizer,
@@ -150,6 +157,7 @@ def train_epoch(cfg: FinetuneConfig, trainer: Trainer, loss_fn: Callable, train:
         except FloatingPointError as err:
             raise UserError(f"{err}; fine-tuning stopped (the best epoch so far is in {out / 'model.pt'}). "
                             f"Try a lower --lr or --dtype fp32") from None
+        bar.total = planned_steps(trainer)  # with --max-time: the steps the clock allows at this pace
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{trainer.lr:.2e}")
         if trainer.done:

@@ -113,8 +113,15 @@ def epoch_sequences(cfg: FinetuneConfig, train: Split, tokenizer: Tokenizer, epo
         # --max-length and the windows) also bounds the variants.
         longest = max(len(seq) for seq in train.seqs)
         seqs = encode_texts(tokenizer, texts, max(longest, 3), head_and_tail=bool(stride))[0]
-    if stride and cfg.train_windows == "one":
+    if stride and cfg.train_windows == "one" and any(len(seq) > context_length for seq in seqs):
         rng = random.Random(f"windows-{cfg.seed}-{epoch}")  # a str seed hashes the same in every process
-        seqs = [seq[start:start + context_length]
-                for seq in seqs for start in [rng.choice(window_starts(len(seq), context_length, stride))]]
+        seqs = [one_window(seq, context_length, stride, rng) for seq in seqs]
     return seqs
+
+
+def one_window(seq: list[int], T: int, stride: int, rng: random.Random) -> list[int]:
+    """A text that fits the context as it is; a longer one, one of the windows the classifier reads, at random."""
+    if len(seq) <= T:
+        return seq
+    start = rng.choice(window_starts(len(seq), T, stride))
+    return seq[start:start + T]

@@ -37,7 +37,7 @@ from minilm.train import lr_finder
 from minilm.train.config import PRESET_JOB_DEFAULTS, PretrainConfig
 from minilm.train.resume import check_resume, resumed_config
 from minilm.train.sizing import choose_size, explain_size
-from minilm.train.trainer import OptimSettings, Trainer, check_settings
+from minilm.train.trainer import OptimSettings, Trainer, check_settings, planned_steps
 
 METRIC_COLUMNS = ["step", "tokens", "lr", "train_loss", "val_loss", "val_ppl", "val_bpb", "elapsed_s", "tokens_per_s"]
 
@@ -244,18 +244,6 @@ def size_for_budget(cfg: PretrainConfig, vocab_size: int, settings: OptimSetting
             print(explain_size(chosen, measured, cfg.max_time))
             shape = chosen.shape
     return ddp.from_main(shape)
-
-
-def planned_steps(trainer: Trainer) -> int | None:
-    """The run's length in steps for the progress bar: --max-steps, or, when --max-time will run out
-    first, the steps the clock allows at the pace so far; at the end exactly the steps taken, so a
-    finished run's bar reads 100% whichever budget ended it."""
-    s = trainer.settings
-    if trainer.done:
-        return trainer.step_count
-    if not s.max_time or not trainer.progress:
-        return s.max_steps or None
-    return max(trainer.step_count, round(trainer.step_count / trainer.progress))
 
 
 class StepClock:

@@ -212,3 +212,15 @@ def check_settings(settings: OptimSettings) -> None:
         raise UserError(f"--decay-fraction must be in (0, 1], got {s.decay_fraction}")
     if s.grad_accum < 1:
         raise UserError(f"--grad-accum must be >= 1, got {s.grad_accum}")
+
+
+def planned_steps(trainer: Trainer) -> int | None:
+    """The run's length in steps for the progress bar: --max-steps, or, when --max-time will run out
+    first, the steps the clock allows at the pace so far; at the end exactly the steps taken, so a
+    finished run's bar reads 100% whichever budget ended it."""
+    s = trainer.settings
+    if trainer.done:
+        return trainer.step_count
+    if not s.max_time or not trainer.progress:
+        return s.max_steps or None
+    return max(trainer.step_count, round(trainer.step_count / trainer.progress))
