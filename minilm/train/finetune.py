@@ -11,7 +11,6 @@ bought. `find_lr(cfg)` is the learning-rate range test; `--predict` classifies n
 from __future__ import annotations
 
 import csv
-import itertools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -38,7 +37,7 @@ from minilm.tools.predict import classify, run_predict
 from minilm.train import lr_finder
 from minilm.train.config import FinetuneConfig
 from minilm.train.finetune_recipe import layer_lr_scales, linear_probe, make_loss_fn
-from minilm.train.labeled_splits import Split, class_weight_tensor, epoch_sequences, load_splits
+from minilm.train.labeled_splits import Split, class_weight_tensor, endless_batches, epoch_sequences, load_splits
 from minilm.train.trainer import OptimSettings, Trainer, check_settings, planned_steps
 
 METRIC_COLUMNS = ["epoch", "step", "lr", "train_loss", "valid_loss", "valid_accuracy", "valid_macro_f1"]
@@ -346,10 +345,9 @@ def find_lr(cfg: FinetuneConfig) -> lr_finder.LRFinding:
     model, trainer, loss_fn = prepare_training(cfg, cfg.init, train, len(labels), device,
                                                resolve_dtype(cfg.dtype, device), Distributed())
     context = model.cfg.context_length
-    batches = ([batch] for epoch in itertools.count(1)  # what training would read: one window per text, say
-               for batch in classification_batches(epoch_sequences(cfg, train, tokenizer, epoch, context),
-                                                   train.label_ids, cfg.batch_size, Tokenizer.pad_id,
-                                                   shuffle=True, seed=cfg.seed, epoch=epoch))
+    batches = ([batch] for batch in endless_batches(  # what training would read: one window per text, say
+        lambda epoch: epoch_sequences(cfg, train, tokenizer, epoch, context), train.label_ids, cfg.batch_size,
+        cfg.seed))
     return lr_finder.find_lr(trainer, batches, loss_fn, cfg.find_lr_steps, Path(cfg.out))
 
 

@@ -7,7 +7,6 @@ docs/finetuning.md has the formulas and what each measured on IMDB.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 import torch
@@ -15,10 +14,8 @@ import torch
 from minilm.common.distributed import Distributed, split_batch
 from minilm.common.progress import progress
 from minilm.model.classifier import MiniLMForSequenceClassification, freeze_layers
-from minilm.text.labeled import classification_batches
-from minilm.text.tokenizer import Tokenizer
 from minilm.train.config import FinetuneConfig
-from minilm.train.labeled_splits import Split
+from minilm.train.labeled_splits import Split, endless_batches
 from minilm.train.trainer import OptimSettings, Trainer
 
 
@@ -63,9 +60,7 @@ def linear_probe(cfg: FinetuneConfig, model: MiniLMForSequenceClassification, tr
     settings = OptimSettings(lr, 0.0, min(cfg.warmup_steps, cfg.probe_steps - 1), cfg.probe_steps, 0.0,
                              cfg.weight_decay, cfg.grad_clip)
     trainer = Trainer(model, settings, device, dtype)
-    batches = (batch for epoch in itertools.count(1)
-               for batch in classification_batches(train.seqs, train.label_ids, cfg.batch_size, Tokenizer.pad_id,
-                                                   shuffle=True, seed=cfg.seed + 1, epoch=epoch))
+    batches = endless_batches(lambda epoch: train.seqs, train.label_ids, cfg.batch_size, cfg.seed + 1)
     bar = progress(total=cfg.probe_steps, unit="step", desc="linear probe", enabled=ddp.is_main)
     while not trainer.done:
         loss = trainer.step([next(batches)], loss_fn)

@@ -7,7 +7,9 @@ once, cut to what the classifier can read (its context, or its windows).
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +18,7 @@ from minilm.common.errors import UserError
 from minilm.model.classifier import window_starts
 from minilm.reviews.world import ensure_default_data
 from minilm.text.augment import augment_texts
-from minilm.text.labeled import LabelMap, encode_texts, read_labeled, stratified_holdout
+from minilm.text.labeled import LabelMap, classification_batches, encode_texts, read_labeled, stratified_holdout
 from minilm.text.tokenizer import Tokenizer
 from minilm.train.config import FinetuneConfig
 
@@ -125,3 +127,12 @@ def one_window(seq: list[int], T: int, stride: int, rng: random.Random) -> list[
         return seq
     start = rng.choice(window_starts(len(seq), T, stride))
     return seq[start:start + T]
+
+
+def endless_batches(seqs_of_epoch: Callable[[int], list[list[int]]], label_ids: list[int], batch_size: int,
+                    seed: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Shuffled batches, epoch after epoch, for runs counted in steps rather than epochs (the
+    linear probe, the learning-rate range test); seqs_of_epoch(epoch) gives that epoch's token ids."""
+    for epoch in itertools.count(1):
+        yield from classification_batches(seqs_of_epoch(epoch), label_ids, batch_size, Tokenizer.pad_id,
+                                          shuffle=True, seed=seed, epoch=epoch)
