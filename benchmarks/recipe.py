@@ -37,15 +37,17 @@ from minilm.text.lm_data import is_val_document
 
 VAL_FRACTION = 0.05  # train_pretrain.py's default: the held-out documents are outside every arm's training split
 
-# The recipe before this benchmark: AdamW everywhere, cosine decay, GELU MLP, no QK-norm, no cap.
-TODAY = ["--optimizer", "adamw", "--schedule", "cosine", "--activation", "gelu",
-         "--no-qk-norm", "--logit-softcap", "0", "--no-zero-init-residual", "--lr", "3e-3", "--min-lr", "3e-4"]
+# The recipe before this benchmark: AdamW everywhere, cosine decay, GELU MLP, no QK-norm, no cap,
+# the embedding tied to the head.
+TODAY = ["--optimizer", "adamw", "--schedule", "cosine", "--activation", "gelu", "--no-qk-norm",
+         "--logit-softcap", "0", "--no-zero-init-residual", "--tie-weights", "--embedding-lr-scale", "1",
+         "--lr", "3e-3", "--min-lr", "3e-4"]
 
 # name -> flags added to the arm before it (the ladder, in order).
 LADDER = {
     "today": TODAY,
     "muon": ["--optimizer", "muon"],
-    "wsd": ["--schedule", "wsd"],
+    "wsd": ["--schedule", "wsd", "--decay-fraction", "0.2"],
     "zero-init": ["--zero-init-residual"],
     "relu2": ["--activation", "relu2"],
     "qk-norm": ["--qk-norm"],
@@ -53,6 +55,11 @@ LADDER = {
     "lr-2x": ["--lr", "6e-3", "--min-lr", "6e-4"],
     "lr-4x": ["--lr", "1.2e-2", "--min-lr", "1.2e-3"],
     "context-256": ["--context-length", "256", "--batch-size", "16"],  # the same 4,096 tokens a step
+    "decay-half": ["--decay-fraction", "0.5", "--min-lr", "0"],
+    "decay-all": ["--decay-fraction", "1", "--min-lr", "0"],  # a straight line from warmup to 0
+    "untied-embedding": ["--no-tie-weights", "--embedding-lr-scale", "10"],
+    "embedding-30x": ["--embedding-lr-scale", "30"],
+    "lr-1.5x": ["--lr", "9e-3"],
 }
 
 SIZES = {  # --sweep: model shapes, beside the presets (which are passed as --preset NAME)

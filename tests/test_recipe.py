@@ -5,9 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import tiny_config
-from jobs import tiny_pretrain_config
+from jobs import TINY_MODEL, tiny_pretrain_config
 
 from minilm import MiniLM
+from minilm.common.errors import UserError
 from minilm.train import pretrain
 from minilm.train.optim import MuonWithAdamW, build_optimizer, is_hidden_matrix, unique_trainable
 from minilm.train.trainer import OptimSettings, lr_at
@@ -109,3 +110,20 @@ def test_warmup_stable_decay_schedule(decay_fraction):
     assert lr_at(99, 1.0, s) == pytest.approx(1e-4)  # decayed to min_lr at the end
     half = 1.0 - decay_fraction / 2
     assert lr_at(90, half, s) == pytest.approx(5.5e-4)  # straight line halfway down
+
+
+def test_embedding_lr_scale_speeds_up_the_untied_embedding_only(tmp_path):
+    cfg = tiny_pretrain_config(tmp_path / "run", embedding_lr_scale=10.0,
+                               model={**TINY_MODEL, "tie_weights": False})
+    lm = MiniLM(cfg.model_config(97))
+    opt = build_optimizer(lm, "muon", 1e-3, 0.1, (0.9, 0.95), pretrain.embedding_lr_scale(cfg), CPU)
+    scale_of = {id(p): group["lr_scale"] for group in opt.param_groups for p in group["params"]}
+    assert scale_of[id(lm.body.token_embedding.weight)] == 10.0
+    assert scale_of[id(lm.lm_head.weight)] == 1.0  # the untied output head keeps --lr
+    assert sum(s == 10.0 for s in scale_of.values()) == 1
+
+
+def test_embedding_lr_scale_is_refused_for_a_tied_embedding(tmp_path):
+    with pytest.raises(UserError, match="--tie-weights makes it the output head too: add --embedding-lr-scale 1"):
+        tiny_pretrain_config(tmp_path / "run", embedding_lr_scale=10.0, model={**TINY_MODEL, "tie_weights": True})
+    tiny_pretrain_config(tmp_path / "run", embedding_lr_scale=1.0, model={**TINY_MODEL, "tie_weights": True})

@@ -9,10 +9,19 @@ from minilm.text.labeled import read_labeled
 from minilm.train import pretrain
 
 
+def test_today_pins_every_setting_the_defaults_changed_since():
+    """The "today" arm must keep meaning the recipe before the ablation, whatever the defaults are now."""
+    cfg = pretrain.parse_args(recipe.TODAY)
+    model = cfg.model_config(4096)
+    assert (cfg.optimizer, cfg.schedule, cfg.lr, cfg.min_lr, cfg.embedding_lr_scale) == ("adamw", "cosine", 3e-3, 3e-4, 1)
+    assert (model.activation, model.qk_norm, model.logit_softcap, model.zero_init_residual, model.tie_weights) == (
+        "gelu", False, 0.0, False, True)
+
+
 def test_the_ladder_adds_one_technique_per_rung():
     arms = recipe.ladder_arms([], ["today", "muon", "wsd"])
     assert arms[0] == ("today", recipe.TODAY)
-    assert arms[2] == ("wsd", [*recipe.TODAY, "--optimizer", "muon", "--schedule", "wsd"])
+    assert arms[2] == ("wsd", [*recipe.TODAY, "--optimizer", "muon", "--schedule", "wsd", "--decay-fraction", "0.2"])
     continued = recipe.ladder_arms(["today", "muon"], ["wsd"])  # --start: a second ladder goes on from a first
     assert continued == [arms[2]]
     assert recipe.rung_flags(["defaults"]) == []

@@ -29,7 +29,7 @@ def scaled_warmup(max_steps: int) -> int:
 # The model choices pretraining makes where ModelConfig's own defaults stay the plain GPT (which
 # every model built by hand, and every test, gets): chosen by the ablation in benchmarks/RESULTS.md
 # ("Pretraining recipe"); docs/recipe.md says what each does. A flag the user gives wins.
-RECIPE_MODEL_DEFAULTS: dict = {"zero_init_residual": True}
+RECIPE_MODEL_DEFAULTS: dict = {"zero_init_residual": True, "tie_weights": False}
 
 # Job defaults a preset brings for the flags the user does not give (train_pretrain.py applies
 # them). The defaults below suit the CPU presets; gpt2-small is a GPU model and takes GPT-2
@@ -59,7 +59,7 @@ class PretrainConfig:
     grad_accum: int = option(1, "micro-batches per optimizer step (global batch = batch_size x grad_accum "
                                 "x processes)")
     lr: float = option(6e-3, "peak learning rate (small models tolerate larger rates; GPT-2 small used 6e-4)")
-    min_lr: float = option(6e-4, "learning rate at the end of the decay")
+    min_lr: float = option(0.0, "learning rate at the end of the decay")
     warmup_steps: int | None = option(None, "steps of linear warmup from 0 to --lr (default: "
                                             f"{DEFAULT_WARMUP}, or {WARMUP_SHARE:.0%} of a shorter --max-steps)")
     weight_decay: float = option(0.1, "AdamW decoupled weight decay on weight matrices")
@@ -69,7 +69,9 @@ class PretrainConfig:
                             OPTIMIZERS)
     schedule: str = option("wsd", "learning-rate decay after warmup: wsd (stay at --lr, then a straight line "
                                   "to --min-lr over the last --decay-fraction), or cosine to --min-lr", SCHEDULES)
-    decay_fraction: float = option(0.2, "with --schedule wsd: the share of the run spent decaying")
+    decay_fraction: float = option(0.5, "with --schedule wsd: the share of the run spent decaying")
+    embedding_lr_scale: float = option(10.0, "the token embedding's lr is --lr times this (an untied embedding "
+                                             "only; with --tie-weights pass 1: that matrix is also the output head)")
     # A step budget, not a time budget, decides the default run: the same steps and the same
     # result on any machine (bit-identical on a CPU), however busy. ~900 steps of the small
     # preset take about 6 minutes on a quiet 2-core CPU and are enough for the transfer lesson.
@@ -126,7 +128,12 @@ class PretrainConfig:
             raise UserError(f"--find-lr-steps must be at least 10 to draw a curve, got {self.find_lr_steps}")
         if self.auto_size and self.max_time <= 0:
             raise UserError("--auto-size sizes the model for a time budget: also give --max-time N (minutes)")
-        self.model_config(self.vocab_size)  # fail now, not after tokenizing, if the model flags clash
+        model = self.model_config(self.vocab_size)  # fail now, not after tokenizing, if the model flags clash
+        if self.embedding_lr_scale <= 0:
+            raise UserError(f"--embedding-lr-scale must be positive, got {self.embedding_lr_scale}")
+        if self.embedding_lr_scale != 1.0 and model.tie_weights:
+            raise UserError(f"--embedding-lr-scale {self.embedding_lr_scale:g} is for an embedding of its own, but "
+                            "--tie-weights makes it the output head too: add --embedding-lr-scale 1")
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         """The recipe's model choices and the preset's sizes, overridden by any ModelConfig flag given."""

@@ -123,6 +123,15 @@ def optim_settings(cfg: PretrainConfig) -> OptimSettings:
     return settings
 
 
+def embedding_lr_scale(cfg: PretrainConfig) -> dict[str, float] | None:
+    """The Trainer's lr multiplier for the token embedding. An embedding row only gets a gradient
+    when its token occurs in the batch, so a rare token's row moves rarely: a larger lr lets it
+    catch up. Tied to the head it would also speed up the dense output projection, which is refused."""
+    if cfg.embedding_lr_scale == 1.0:
+        return None
+    return {"body.token_embedding.": cfg.embedding_lr_scale}
+
+
 def corpus_path(cfg: PretrainConfig) -> Path:
     """--data, or the embedded review corpus (generated on first use); its files checked to be text."""
     data_path = Path(cfg.data) if cfg.data else ensure_default_data()["unlabeled"]
@@ -195,7 +204,8 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
     val = ValidationSet(fixed_batches(cache.val, T, cfg.batch_size, cfg.eval_batches, seed=cfg.seed),
                         unigram_cross_entropy(cache.train, cache.val, tokenizer.vocab_size),
                         bytes_per_token(cache.meta))
-    trainer = Trainer(model, settings, device, dtype, distributed=ddp.enabled, compile=cfg.compile)
+    trainer = Trainer(model, settings, device, dtype, lr_scale=embedding_lr_scale(cfg), distributed=ddp.enabled,
+                      compile=cfg.compile)
     tensorboard = TensorBoardLog(cfg.tensorboard and ddp.is_main, out / "tensorboard")
     state = restore(out, model, trainer, batcher, ddp, device) if cfg.resume else RunState()
     if cfg.resume and trainer.done:  # nothing to train: refuse rather than rewrite the finished run's report
@@ -445,8 +455,8 @@ def find_lr(cfg: PretrainConfig) -> lr_finder.LRFinding:
         model = MiniLM(cfg.model_config(tokenizer.vocab_size)).to(device)
         batcher = LMBatcher(cache.train, model.cfg.context_length, cfg.batch_size, cfg.seed, name="train split")
         steps = (next_micro_batches(batcher, cfg.grad_accum, device) for _ in itertools.count())
-        return lr_finder.find_lr(Trainer(model, settings, device, dtype), steps, lm_loss, cfg.find_lr_steps,
-                                 Path(cfg.out))
+        trainer = Trainer(model, settings, device, dtype, lr_scale=embedding_lr_scale(cfg))
+        return lr_finder.find_lr(trainer, steps, lm_loss, cfg.find_lr_steps, Path(cfg.out))
 
 
 def parse_args(argv: list[str] | None = None) -> PretrainConfig:

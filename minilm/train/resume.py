@@ -21,7 +21,7 @@ from minilm.train.config import PretrainConfig
 
 # What a run saved before a setting existed did, where that differs from today's default: such a
 # run resumes as it started, not with a recipe it never used.
-BEFORE_IT_EXISTED = {"optimizer": "adamw", "schedule": "cosine", "auto_size": False}
+BEFORE_IT_EXISTED = {"optimizer": "adamw", "schedule": "cosine", "auto_size": False, "embedding_lr_scale": 1.0}
 
 
 def saved_job(saved: dict[str, Any]) -> dict[str, Any]:
