@@ -36,8 +36,8 @@ from minilm.tools.metrics import perplexity
 from minilm.train import lr_finder
 from minilm.train.config import PRESET_JOB_DEFAULTS, PretrainConfig
 from minilm.train.resume import check_resume, resumed_config
-from minilm.train.sizing import choose_size, explain_size
-from minilm.train.trainer import OptimSettings, Trainer, check_settings, planned_steps
+from minilm.train.sizing import size_for_budget
+from minilm.train.trainer import OptimSettings, StepClock, Trainer, check_settings, planned_steps
 
 METRIC_COLUMNS = ["step", "tokens", "lr", "train_loss", "val_loss", "val_ppl", "val_bpb", "elapsed_s", "tokens_per_s"]
 
@@ -196,7 +196,8 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
     seed_everything(cfg.seed)
     tokenizer, cache = prepare_tokens(cfg, out, ddp, cfg.resume)
     if cfg.auto_size and not cfg.resume:  # a resumed run has its chosen shape in cfg.model already
-        cfg.model.update(size_for_budget(cfg, tokenizer.vocab_size, settings, device, dtype, ddp))
+        cfg.model.update(size_for_budget(cfg.model_config(tokenizer.vocab_size), settings, cfg.batch_size,
+                                         cfg.max_time, device, dtype, ddp))
     model = MiniLM(cfg.model_config(tokenizer.vocab_size)).to(device)
     ddp.seed_dropout(cfg.seed)
     T = model.cfg.context_length
@@ -240,47 +241,6 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
                               time.perf_counter() - started, device)
     ddp.close()
     return report
-
-
-def size_for_budget(cfg: PretrainConfig, vocab_size: int, settings: OptimSettings, device: torch.device,
-                    dtype: torch.dtype, ddp: Distributed) -> dict:
-    """--auto-size: rank 0 measures the candidate sizes alone (minilm/train/sizing.py), every rank
-    gets its choice. The shape goes into cfg.model, so config.json records it and --resume reuses it."""
-    shape = None
-    with ddp.main_first():
-        if ddp.is_main:
-            chosen, measured = choose_size(cfg.model_config(vocab_size), settings, cfg.batch_size, cfg.max_time,
-                                           device, dtype, processes=ddp.world_size)
-            print(explain_size(chosen, measured, cfg.max_time))
-            shape = chosen.shape
-    return ddp.from_main(shape)
-
-
-class StepClock:
-    """Measures the time per step over the first steps of this session, then says once how long
-    the rest of the run will take (evaluations add a little)."""
-
-    WARM_STEPS = 2  # the first steps are slow (allocations, kernel choices): not timed
-    TIMED_STEPS = 8
-
-    def __init__(self, trainer: Trainer):
-        self.trainer = trainer
-        self.first_step = trainer.step_count
-        self.started_at: float | None = None  # trainer.elapsed once warm
-
-    def announce_eta(self, bar) -> None:
-        t = self.trainer
-        taken = t.step_count - self.first_step
-        if taken == self.WARM_STEPS:
-            self.started_at = t.elapsed
-        if taken != self.WARM_STEPS + self.TIMED_STEPS or t.done:
-            return
-        per_step = (t.elapsed - self.started_at) / self.TIMED_STEPS
-        remaining = (planned_steps(t) or t.step_count) - t.step_count
-        seconds = remaining * per_step
-        left = f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
-        bar.write(f"eta: {per_step:.2f} s/step measured, so the remaining {remaining:,} steps take about "
-                  f"{left} of training (plus evaluations)")
 
 
 def train_step(trainer: Trainer, batcher: LMBatcher, grad_accum: int, device: torch.device, state: RunState,

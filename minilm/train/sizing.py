@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from minilm.common.distributed import Distributed
 from minilm.model.config import ModelConfig
 from minilm.model.gpt import MiniLM
 from minilm.train.trainer import OptimSettings, Trainer
@@ -110,3 +111,18 @@ def choose_size(base: ModelConfig, settings: OptimSettings, batch_size: int, min
             break
     fits = [c for c in measured if c.budget_tokens >= TOKENS_PER_PARAM * c.block_params]
     return (fits[-1] if fits else measured[0]), measured
+
+
+def size_for_budget(base: ModelConfig, settings: OptimSettings, batch_size: int, minutes: float,
+                    device: torch.device, dtype: torch.dtype, ddp: Distributed) -> dict:
+    """--auto-size in a job: rank 0 measures the candidates alone and prints its choice, every rank
+    gets the shape. The job puts it into its model settings, so config.json records it and
+    --resume reuses it."""
+    shape = None
+    with ddp.main_first():
+        if ddp.is_main:
+            chosen, measured = choose_size(base, settings, batch_size, minutes, device, dtype,
+                                           processes=ddp.world_size)
+            print(explain_size(chosen, measured, minutes))
+            shape = chosen.shape
+    return ddp.from_main(shape)

@@ -224,3 +224,30 @@ def planned_steps(trainer: Trainer) -> int | None:
     if not s.max_time or not trainer.progress:
         return s.max_steps or None
     return max(trainer.step_count, round(trainer.step_count / trainer.progress))
+
+
+class StepClock:
+    """Measures the time per step over the first steps of this session, then says once how long
+    the rest of the run will take (evaluations add a little)."""
+
+    WARM_STEPS = 2  # the first steps are slow (allocations, kernel choices): not timed
+    TIMED_STEPS = 8
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.first_step = trainer.step_count
+        self.started_at: float | None = None  # trainer.elapsed once warm
+
+    def announce_eta(self, bar) -> None:
+        t = self.trainer
+        taken = t.step_count - self.first_step
+        if taken == self.WARM_STEPS:
+            self.started_at = t.elapsed
+        if taken != self.WARM_STEPS + self.TIMED_STEPS or t.done:
+            return
+        per_step = (t.elapsed - self.started_at) / self.TIMED_STEPS
+        remaining = (planned_steps(t) or t.step_count) - t.step_count
+        seconds = remaining * per_step
+        left = f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+        bar.write(f"eta: {per_step:.2f} s/step measured, so the remaining {remaining:,} steps take about "
+                  f"{left} of training (plus evaluations)")
