@@ -38,6 +38,9 @@ ARMS = {  # name -> train_finetune.py flags on top of the defaults (windows, one
     "aux-lm": ["--lm-loss-weight", "0.5"],
     "smoothing": ["--label-smoothing", "0.1"],
     "lr-2x": ["--lr", "1e-3"],
+    "head-lr": ["--head-lr", "3e-3"],
+    "freeze-embeddings": ["--freeze", "embeddings"],
+    "no-dropout": ["--dropout", "0"],
 }
 
 

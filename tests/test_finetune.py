@@ -183,3 +183,24 @@ def test_a_single_label_and_files_without_train_are_clear_errors(pretrained, spl
     config.train = ""
     with pytest.raises(UserError, match="given without --train"):
         finetune.run(config)
+
+
+def test_the_final_report_reuses_the_best_epochs_valid_evaluation(pretrained, splits, tmp_path, monkeypatch):
+    """valid is read once per epoch, not again at the end: the saved weights are the best epoch's,
+    so its report is the final one (on IMDB that skips half a minute of evaluation)."""
+    from minilm.train import finetune_report
+    reads = []
+    real_classify = finetune_report.classify
+
+    def counting_classify(model, seqs, *args, desc="", **kwargs):
+        reads.append(desc)
+        return real_classify(model, seqs, *args, desc=desc, **kwargs)
+
+    monkeypatch.setattr(finetune_report, "classify", counting_classify)
+    out = tmp_path / "ft"
+    report = finetune.run(tiny_finetune_config(pretrained, out, splits, epochs=3))
+    assert reads.count("evaluating valid") == 3 and reads.count("evaluating test") == 1
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    best = max(rows, key=lambda r: float(r["valid_macro_f1"]))
+    assert report.splits["valid"]["macro_f1"] == pytest.approx(float(best["valid_macro_f1"]))
+    assert report.splits["valid"]["loss"] == pytest.approx(float(best["valid_loss"]))

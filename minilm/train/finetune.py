@@ -5,12 +5,12 @@
 `run(cfg)` reads top to bottom: data -> out dir -> model (from the pretrained dir, or random) ->
 train with the shared Trainer, keeping the epoch with the best valid macro-F1 -> test report.
 `--compare-scratch` repeats the same recipe from random weights, which shows what pretraining
-bought. `find_lr(cfg)` is the learning-rate range test; `--predict` classifies new texts.
+bought. `find_lr(cfg)` is the learning-rate range test; `--predict` classifies new texts. The
+reports (metrics, tables, predictions.tsv) are in minilm/train/finetune_report.py.
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,9 +20,9 @@ import torch
 from minilm.checkpoint import lm_from_dir, load_checked_tokenizer, load_model_config, read_config
 from minilm.common.distributed import Distributed, init_distributed, refuse_torchrun
 from minilm.common.errors import UserError, exit_on_user_error
-from minilm.common.files import atomic_write, load_torch, save_csv, save_json, save_torch
+from minilm.common.files import load_torch, save_csv, save_json, save_torch
 from minilm.common.flags import command_for, command_line, parse_config
-from minilm.common.plots import plot_confusion, plot_curves
+from minilm.common.plots import plot_curves
 from minilm.common.progress import progress
 from minilm.common.run_dir import SCRATCH_DIR, check_out_dir, check_writable_dir, claim_out_dir
 from minilm.common.runtime import enable_tf32, resolve_device, resolve_dtype, seed_everything
@@ -32,25 +32,15 @@ from minilm.model.config import ModelConfig
 from minilm.model.lora import add_lora, merge_lora, merged_state_dict
 from minilm.text.labeled import LabelMap, classification_batches
 from minilm.text.tokenizer import Tokenizer
-from minilm.tools.metrics import COMPACT_ABOVE, classification_report, format_report
-from minilm.tools.predict import classify, run_predict
+from minilm.tools.predict import run_predict
 from minilm.train import lr_finder
 from minilm.train.config import FinetuneConfig
 from minilm.train.finetune_recipe import layer_lr_scales, linear_probe, make_loss_fn
+from minilm.train.finetune_report import FinetuneReport, evaluate_split, format_comparison, report_splits
 from minilm.train.labeled_splits import Split, class_weight_tensor, endless_batches, epoch_sequences, load_splits
 from minilm.train.trainer import OptimSettings, Trainer, check_settings, planned_steps
 
 METRIC_COLUMNS = ["epoch", "step", "lr", "train_loss", "valid_loss", "valid_accuracy", "valid_macro_f1"]
-
-
-def evaluate_split(model, split: Split, labels: LabelMap, device, dtype, batch_size: int
-                   ) -> tuple[dict, torch.Tensor]:
-    """Loss, accuracy, per-class P/R/F1 and confusion matrix on a split; plus probabilities (N, K)."""
-    probs, loss = classify(model, split.seqs, device, dtype, batch_size, label_ids=split.label_ids,
-                           desc=f"evaluating {split.name}")
-    report = classification_report(split.label_ids, probs.argmax(dim=-1).tolist(), labels.names)
-    report["loss"] = loss
-    return report, probs
 
 
 def build_model(cfg: FinetuneConfig, init: str, num_labels: int) -> MiniLMForSequenceClassification:
@@ -106,13 +96,15 @@ class EpochState:
 
     rows: list[dict] = field(default_factory=list)  # one per epoch: metrics.csv
     best_f1: float = -1.0  # best valid macro-F1 so far: the epoch in model.pt
+    best_valid: dict | None = None  # that epoch's whole valid report, for the final one
     stale: int = 0  # epochs since it improved (--patience)
 
 
 def train_classifier(cfg: FinetuneConfig, init: str, prepared: tuple, splits: dict[str, Split], labels: LabelMap,
-                     tokenizer: Tokenizer, out: Path, ddp: Distributed) -> MiniLMForSequenceClassification:
+                     tokenizer: Tokenizer, out: Path, ddp: Distributed
+                     ) -> tuple[MiniLMForSequenceClassification, dict | None]:
     """Fine-tune the model prepare_training made from `init` (a dir or "scratch"); keep the best valid
-    epoch in out/model.pt and return it.
+    epoch in out/model.pt and return it with its valid report (None on the ranks that do not evaluate).
 
     Under torchrun every rank trains; rank 0 alone evaluates, writes, and decides early stopping.
     """
@@ -135,7 +127,7 @@ def train_classifier(cfg: FinetuneConfig, init: str, prepared: tuple, splits: di
     merge_lora(model)  # a plain model again (no-op without --lora-rank): model.pt holds merged weights
     if ddp.is_main:
         model.load_state_dict(load_torch(out / "model.pt"))  # the best epoch, not the last
-    return model
+    return model, state.best_valid
 
 
 def clock_nearly_out(trainer: Trainer) -> bool:
@@ -174,54 +166,12 @@ def end_epoch(cfg: FinetuneConfig, model, trainer: Trainer, valid: Split, labels
     bar.write(f"epoch {epoch} | train loss {train_loss:.4f} | valid loss {report['loss']:.4f} | "
               f"valid acc {report['accuracy']:.4f} | valid macro-F1 {report['macro_f1']:.4f}")
     if report["macro_f1"] > state.best_f1:
-        state.best_f1, state.stale = report["macro_f1"], 0
+        state.best_f1, state.best_valid, state.stale = report["macro_f1"], report, 0
         save_torch(merged_state_dict(model), out / "model.pt")  # with LoRA: the adapters added into the weights
     else:
         state.stale += 1
     save_csv(state.rows, METRIC_COLUMNS, out / "metrics.csv")
     plot_curves(state.rows, "epoch", ["train_loss", "valid_loss"], out / "loss.png", "fine-tuning loss")
-
-
-def write_predictions(split: Split, probs: list, labels: LabelMap, out: Path) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
-            writer.writerow(["text", "gold", "predicted", "probability"])
-            for text, gold, p in zip(split.texts, split.label_ids, probs, strict=True):
-                best = int(p.argmax())
-                writer.writerow([text, labels.names[gold], labels.names[best], f"{float(p[best]):.4f}"])
-
-    atomic_write(out / "predictions.tsv", write)
-
-
-def report_splits(model, splits, labels, device, dtype, cfg, out: Path, title: str) -> dict[str, dict]:
-    """Evaluate every held-out split, print the tables, write predictions.tsv for test."""
-    reports = {}
-    for name in ("valid", "test", "transfer"):
-        if name in splits:
-            reports[name], probs = evaluate_split(model, splits[name], labels, device, dtype, cfg.batch_size)
-            if name == "test":
-                write_predictions(splits[name], probs, labels, out)
-            if len(labels) > COMPACT_ABOVE:  # too many classes to read as text: the matrix as a picture
-                plot_confusion(reports[name]["confusion_matrix"], labels.names, out / f"confusion_{name}.png",
-                               f"{title}: {name}")
-    for name in ("test", "transfer"):
-        if name in reports:
-            print(format_report(reports[name], f"{title}: {name}"))
-    return reports
-
-
-@dataclass
-class FinetuneReport:
-    """Per held-out split (valid, test, transfer): loss, accuracy, P/R/F1, confusion matrix; with
-    --compare-scratch the same for the classifier trained from random weights."""
-
-    splits: dict[str, dict]
-    scratch: dict[str, dict] | None = None
-
-    def to_json(self) -> dict:
-        """report.json: the split reports at the top level, the scratch ones under "scratch"."""
-        return {**self.splits, **({"scratch": self.scratch} if self.scratch else {})}
 
 
 def open_source(cfg: FinetuneConfig) -> tuple[dict, Tokenizer]:
@@ -305,11 +255,11 @@ def train_and_report(cfg: FinetuneConfig, prepared: tuple, splits: dict[str, Spl
                      ddp: Distributed) -> FinetuneReport | None:
     """Train, report on the held-out splits (and, with --compare-scratch, the same from random weights).
     Only rank 0 evaluates, writes and returns the report."""
-    model = train_classifier(cfg, cfg.init, prepared, splits, labels, tokenizer, out, ddp)
+    model, best_valid = train_classifier(cfg, cfg.init, prepared, splits, labels, tokenizer, out, ddp)
     report = None
     if ddp.is_main:
-        report = FinetuneReport(report_splits(model, splits, labels, device, dtype, cfg, out,
-                                              f"fine-tuned from {cfg.init}"))
+        report = FinetuneReport(report_splits(model, splits, labels, device, dtype, cfg.batch_size, out,
+                                              f"fine-tuned from {cfg.init}", best_valid))
     ddp.wait_for_all()  # the other ranks wait (long timeout) while rank 0 evaluates
     if cfg.compare_scratch and cfg.init != "scratch":
         scratch_out = out / SCRATCH_DIR
@@ -317,11 +267,11 @@ def train_and_report(cfg: FinetuneConfig, prepared: tuple, splits: dict[str, Spl
             scratch_out.mkdir(exist_ok=True)
         scratch_cfg = replace(cfg, shape_from=cfg.init)
         scratch_prepared = prepare_training(scratch_cfg, "scratch", splits["train"], len(labels), device, dtype, ddp)
-        scratch_model = train_classifier(scratch_cfg, "scratch", scratch_prepared, splits, labels, tokenizer,
-                                         scratch_out, ddp)
+        scratch_model, scratch_valid = train_classifier(scratch_cfg, "scratch", scratch_prepared, splits, labels,
+                                                        tokenizer, scratch_out, ddp)
         if ddp.is_main:
-            report.scratch = report_splits(scratch_model, splits, labels, device, dtype, cfg, scratch_out,
-                                           "from scratch")
+            report.scratch = report_splits(scratch_model, splits, labels, device, dtype, cfg.batch_size,
+                                           scratch_out, "from scratch", scratch_valid)
             print(format_comparison(report.splits, report.scratch))
         ddp.wait_for_all()
     if ddp.is_main:
@@ -355,16 +305,6 @@ def predict(cfg: FinetuneConfig) -> dict:
     """--predict / --predict-file: classify new texts with the fine-tuned model in --out."""
     refuse_torchrun("--predict")
     return run_predict(cfg.out, cfg.predict, cfg.predict_file, cfg.max_length, resolve_device(cfg.device))
-
-
-def format_comparison(pretrained: dict, scratch: dict) -> str:
-    lines = ["", "what pretraining bought (same classifier, same labels):",
-             f"  {'split':<10} {'pretrained acc':>15} {'scratch acc':>12} {'pretrained F1':>14} {'scratch F1':>11}"]
-    for name in pretrained:
-        p, s = pretrained[name], scratch[name]
-        lines.append(f"  {name:<10} {p['accuracy']:>15.4f} {s['accuracy']:>12.4f} "
-                     f"{p['macro_f1']:>14.4f} {s['macro_f1']:>11.4f}")
-    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> FinetuneConfig:

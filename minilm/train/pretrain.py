@@ -3,7 +3,8 @@
 `run(cfg)` reads top to bottom: out dir -> data -> model -> trainer -> loop -> report. The loop's
 mutable state (step count aside, which the Trainer keeps) is one small dataclass, `RunState`;
 evaluating and saving is one named function, `evaluate_and_save`. `find_lr(cfg)` is the
-learning-rate range test; `cli()` parses the flags and picks one of the two.
+learning-rate range test; `cli()` parses the flags and picks one of the two. What the run prints
+at its start and end (the final report, samples) is in minilm/train/pretrain_report.py.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import torch
 
 from minilm.common.distributed import Distributed, init_distributed, refuse_torchrun
 from minilm.common.errors import UserError, exit_on_user_error
-from minilm.common.files import atomic_write_text, load_torch, save_csv, save_json, save_torch
-from minilm.common.flags import add_flags, command_for, command_line, flag_name, make_parser, parse_given, values_for
+from minilm.common.files import load_torch, save_csv, save_json, save_torch
+from minilm.common.flags import add_flags, command_line, flag_name, make_parser, parse_given, values_for
 from minilm.common.plots import plot_curves
 from minilm.common.progress import progress
 from minilm.common.run_dir import RunDir, check_out_dir, check_writable_dir, claim_out_dir
-from minilm.common.runtime import autocast, enable_tf32, resolve_dtype, rng_state, seed_everything, set_rng_state
+from minilm.common.runtime import enable_tf32, resolve_dtype, rng_state, seed_everything, set_rng_state
 from minilm.common.tensorboard import TensorBoardLog, summary_writer_class
 from minilm.model.config import ModelConfig
 from minilm.model.gpt import MiniLM
@@ -35,6 +36,14 @@ from minilm.text.tokenizer import Tokenizer
 from minilm.tools.metrics import perplexity
 from minilm.train import lr_finder
 from minilm.train.config import PRESET_JOB_DEFAULTS, PretrainConfig
+from minilm.train.pretrain_report import (
+    PretrainReport,
+    ValidationSet,
+    bytes_per_token,
+    describe_start,
+    final_report,
+    val_loss,
+)
 from minilm.train.resume import check_resume, resumed_config
 from minilm.train.sizing import size_for_budget
 from minilm.train.trainer import OptimSettings, StepClock, Trainer, check_settings, planned_steps
@@ -57,57 +66,10 @@ class RunState:
                 "loss_steps": self.loss_steps}
 
 
-@dataclass
-class PretrainReport:
-    """What a run achieved; report.json holds these fields."""
-
-    steps: int
-    tokens_seen: int
-    train_seconds: float
-    wall_seconds: float
-    best_val_loss: float
-    best_val_ppl: float
-    best_val_bpb: float
-    unigram_val_loss: float
-    unigram_val_ppl: float
-    parameters: int
-
-
-@dataclass
-class ValidationSet:
-    """The fixed validation batches and what turns their loss into comparable numbers."""
-
-    batches: list[tuple[torch.Tensor, torch.Tensor]]
-    unigram_loss: float  # cross-entropy of a model that ignores context: the bar to beat
-    bytes_per_token: float  # nats/token -> bits/byte
-
-
 def lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     x, y = batch  # (B, T) each, already on the device
     _, loss = model(x, targets=y)
     return loss
-
-
-@torch.no_grad()
-def val_loss(model: MiniLM, batches: list, device: torch.device, dtype: torch.dtype) -> float:
-    """Mean next-token loss over fixed validation batches (the same batches every time)."""
-    model.eval()
-    losses = []
-    for x, y in batches:
-        with autocast(device, dtype):
-            _, loss = model(x.to(device), targets=y.to(device))
-        losses.append(loss.item())
-    return sum(losses) / len(losses)
-
-
-def bytes_per_token(cache_meta: dict) -> float:
-    """UTF-8 bytes of the val split's text per predicted token: turns nats/token into bits per byte.
-
-    Bytes are those of exactly the documents scored (each + 1 for the newline that ended it),
-    counted when the cache was built; a stream of N tokens holds N - 1 predictions. This is the
-    ratio `python -m minilm.evaluate` uses on the same text, so the two bits-per-byte figures agree.
-    """
-    return cache_meta["val_bytes"] / (cache_meta["val_tokens"] - 1)
 
 
 def next_micro_batches(batcher: LMBatcher, n: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -217,7 +179,7 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
             run_dir.replace_old_run()  # --overwrite: the first write of the new run is next
             tokenizer.save(out / "tokenizer.model")
             save_run_config(cfg, model.cfg, tokenizer, out)
-        describe_start(cfg, ddp, cache, model, val, trainer, state)
+        describe_start(cfg, ddp, cache, model, val, trainer)
 
     tokens_per_step = cfg.batch_size * cfg.grad_accum * ddp.world_size * T
     bar = progress(total=planned_steps(trainer), initial=trainer.step_count, unit="step", desc="pretraining",
@@ -337,65 +299,6 @@ def save_run_config(cfg: PretrainConfig, model_cfg: ModelConfig, tokenizer: Toke
     save_json({"kind": "pretrain", "model": model_cfg.to_dict(), "job": asdict(cfg),
                "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
                "command": command_line(), "torch": torch.__version__}, out / "config.json")
-
-
-def describe_start(cfg: PretrainConfig, ddp: Distributed, cache: TokenCache, model: MiniLM, val: ValidationSet,
-                   trainer: Trainer, state: RunState) -> None:
-    meta, mc = cache.meta, model.cfg
-    print(f"corpus: {meta['train_tokens']:,} train tokens, {meta['val_tokens']:,} val tokens "
-          f"({meta['train_documents']:,} + {meta['val_documents']:,} documents)"
-          + (" [token cache reused]" if cache.reused else ""))
-    if cfg.resume:
-        print(f"resuming {cfg.out} at step {trainer.step_count}")
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * ddp.world_size * mc.context_length
-    print(f"model: {model.num_parameters():,} parameters ({mc.n_layer} layers x {mc.d_model} wide, "
-          f"{mc.n_head} heads, context {mc.context_length}, {mc.pos_encoding} positions) on {trainer.device} "
-          f"{trainer.dtype}; {tokens_per_step:,} tokens per step")
-    print(f"unigram baseline (no context): val loss {val.unigram_loss:.3f}, "
-          f"perplexity {perplexity(val.unigram_loss):,.1f}")
-
-
-def final_report(cfg: PretrainConfig, out: Path, model: MiniLM, tokenizer: Tokenizer, state: RunState,
-                 val: ValidationSet, trainer: Trainer, tokens_per_step: int, wall: float,
-                 device: torch.device) -> PretrainReport:
-    """Print and save what the run achieved, with generated samples from the best weights."""
-    model.load_state_dict(load_torch(out / "model.pt"))
-    best_row = min(state.rows, key=lambda r: r["val_loss"])
-    samples = generate_samples(model, tokenizer, cfg.num_samples, device, cfg.seed) if cfg.num_samples else []
-    atomic_write_text(out / "samples.txt", "\n\n".join(samples) + "\n")
-    report = PretrainReport(
-        steps=trainer.step_count, tokens_seen=trainer.step_count * tokens_per_step, train_seconds=trainer.elapsed,
-        wall_seconds=wall, best_val_loss=state.best_val, best_val_ppl=perplexity(state.best_val),
-        best_val_bpb=best_row["val_bpb"], unigram_val_loss=val.unigram_loss,
-        unigram_val_ppl=perplexity(val.unigram_loss), parameters=model.num_parameters())
-    save_json(asdict(report), out / "report.json")
-    print(f"\ndone: {report.steps} steps, {report.tokens_seen:,} tokens in {trainer.elapsed / 60:.1f} min "
-          f"of training ({wall / 60:.1f} min wall)")
-    print(f"best val loss {report.best_val_loss:.3f} (perplexity {report.best_val_ppl:.1f}, "
-          f"{report.best_val_bpb:.3f} bits/byte) vs unigram baseline {report.unigram_val_loss:.3f} "
-          f"(perplexity {report.unigram_val_ppl:.1f})")
-    print("samples (temperature 0.8, top-k 40):")
-    for text in samples:
-        print(f"  > {text}")
-    print(f"saved to {out}/: model.pt (best), trainer_state.pt, config.json, tokenizer.model, metrics.csv, "
-          f"samples.txt, report.json" + (", loss.png" if (out / "loss.png").exists() else ""))
-    print(f"next: fine-tune it as a classifier: {command_for('finetune')} --ckpt {out}   "
-          f"(or sample from it: {command_for('generate')} --ckpt {out})")
-    return report
-
-
-def generate_samples(model: MiniLM, tokenizer: Tokenizer, n: int, device: torch.device, seed: int) -> list[str]:
-    """n texts from the beginning-of-text token, with their own generator (the run's RNG is untouched)."""
-    generator = torch.Generator(device=device).manual_seed(seed)
-    start = torch.full((n, 1), tokenizer.bos_id, dtype=torch.long, device=device)
-    length = min(model.cfg.context_length, 80)
-    ids = model.generate(start, length, temperature=0.8, top_k=40, generator=generator)
-    texts = []
-    for row in ids.tolist():
-        row = row[1:]
-        row = row[: row.index(tokenizer.eos_id)] if tokenizer.eos_id in row else row
-        texts.append(tokenizer.decode(row))
-    return texts
 
 
 def find_lr(cfg: PretrainConfig) -> lr_finder.LRFinding:
