@@ -10,7 +10,8 @@ examples the same way, so that scoring each arm takes a minute, not ten (the REA
 use the whole test set). Each arm is train_finetune.py with its flags and `--max-time M`: the
 same minutes of training for every arm, however much a step of it costs. The arm "scratch"
 is "plain" from random weights: what pretraining buys at this budget. (--epochs 1000: the
-minutes, not the epochs, end every arm.)
+minutes, not the epochs, end every arm.) A short budget rewards arms that start fast: check a
+winner with the real command and budget before making it a default (docs/finetuning.md).
 """
 
 from __future__ import annotations
