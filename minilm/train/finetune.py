@@ -95,9 +95,12 @@ class EpochState:
     """What the epoch loop changes besides the weights: the metrics rows and early stopping."""
 
     rows: list[dict] = field(default_factory=list)  # one per epoch: metrics.csv
-    best_f1: float = -1.0  # best valid macro-F1 so far: the epoch in model.pt
-    best_valid: dict | None = None  # that epoch's whole valid report, for the final one
+    best_valid: dict | None = None  # valid report of the best macro-F1 so far: the epoch in model.pt
     stale: int = 0  # epochs since it improved (--patience)
+
+    @property
+    def best_f1(self) -> float:
+        return self.best_valid["macro_f1"] if self.best_valid else -1.0
 
 
 def train_classifier(cfg: FinetuneConfig, init: str, prepared: tuple, splits: dict[str, Split], labels: LabelMap,
@@ -166,7 +169,7 @@ def end_epoch(cfg: FinetuneConfig, model, trainer: Trainer, valid: Split, labels
     bar.write(f"epoch {epoch} | train loss {train_loss:.4f} | valid loss {report['loss']:.4f} | "
               f"valid acc {report['accuracy']:.4f} | valid macro-F1 {report['macro_f1']:.4f}")
     if report["macro_f1"] > state.best_f1:
-        state.best_f1, state.best_valid, state.stale = report["macro_f1"], report, 0
+        state.best_valid, state.stale = report, 0
         save_torch(merged_state_dict(model), out / "model.pt")  # with LoRA: the adapters added into the weights
     else:
         state.stale += 1
