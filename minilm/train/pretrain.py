@@ -1,7 +1,8 @@
 """The pretraining job: text -> tokenizer -> token cache -> MiniLM trained on next-token prediction.
 
 `run(cfg)` reads top to bottom: out dir -> data -> model -> trainer -> loop -> report. The loop's
-mutable state (step count aside, which the Trainer keeps) is one small dataclass, `RunState`;
+mutable state (step count aside, which the Trainer keeps) is one small dataclass, `RunState`
+(in resume.py, beside `restore`, which reads it back from trainer_state.pt);
 evaluating and saving is one named function, `evaluate_and_save`. `find_lr(cfg)` is the
 learning-rate range test; `cli()` parses the flags and picks one of the two. What the run prints
 at its start and end (the final report, samples) is in minilm/train/pretrain_report.py.
@@ -13,19 +14,19 @@ import itertools
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from minilm.common.distributed import Distributed, init_distributed, refuse_torchrun
 from minilm.common.errors import UserError, exit_on_user_error
-from minilm.common.files import load_torch, save_csv, save_json, save_torch
+from minilm.common.files import save_csv, save_json, save_torch
 from minilm.common.flags import add_flags, command_line, flag_name, make_parser, parse_given, values_for
 from minilm.common.plots import plot_curves
 from minilm.common.progress import progress
 from minilm.common.run_dir import RunDir, check_out_dir, check_writable_dir, claim_out_dir
-from minilm.common.runtime import enable_tf32, resolve_dtype, rng_state, seed_everything, set_rng_state
+from minilm.common.runtime import enable_tf32, resolve_dtype, rng_state, seed_everything
 from minilm.common.tensorboard import TensorBoardLog, summary_writer_class
 from minilm.model.config import ModelConfig
 from minilm.model.gpt import MiniLM
@@ -44,26 +45,11 @@ from minilm.train.pretrain_report import (
     final_report,
     val_loss,
 )
-from minilm.train.resume import check_resume, resumed_config
+from minilm.train.resume import RunState, check_resume, restore, resumed_config
 from minilm.train.sizing import size_for_budget
 from minilm.train.trainer import OptimSettings, StepClock, Trainer, check_settings, planned_steps
 
 METRIC_COLUMNS = ["step", "tokens", "lr", "train_loss", "val_loss", "val_ppl", "val_bpb", "elapsed_s", "tokens_per_s"]
-
-
-@dataclass
-class RunState:
-    """What the loop changes besides the weights and the optimizer; saved in trainer_state.pt."""
-
-    rows: list[dict] = field(default_factory=list)  # one per evaluation: metrics.csv
-    best_val: float = math.inf  # lowest validation loss so far: the one in model.pt
-    loss_sum: float = 0.0  # training losses since the last evaluation, for its train_loss column
-    loss_steps: int = 0
-    last_saved_step: int | None = None  # the step trainer_state.pt holds (not saved in it)
-
-    def to_dict(self) -> dict:
-        return {"rows": self.rows, "best_val": self.best_val, "loss_sum": self.loss_sum,
-                "loss_steps": self.loss_steps}
 
 
 def lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -174,14 +160,14 @@ def train(cfg: PretrainConfig, ddp: Distributed, device: torch.device, out: Path
     if cfg.resume and trainer.done:  # nothing to train: refuse rather than rewrite the finished run's report
         raise UserError(f"{out} already finished its {trainer.step_count} steps; pass a larger --max-steps (or "
                         f"--max-time) with --resume to train it further")
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * ddp.world_size * T
     if run_dir is not None:
         if not cfg.resume:
             run_dir.replace_old_run()  # --overwrite: the first write of the new run is next
             tokenizer.save(out / "tokenizer.model")
             save_run_config(cfg, model.cfg, tokenizer, out)
-        describe_start(cfg, ddp, cache, model, val, trainer)
+        describe_start(cfg, cache, model, val, trainer, tokens_per_step)
 
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * ddp.world_size * T
     bar = progress(total=planned_steps(trainer), initial=trainer.step_count, unit="step", desc="pretraining",
                    enabled=ddp.is_main)
     started = time.perf_counter()
@@ -274,25 +260,6 @@ def evaluate_and_save(cfg: PretrainConfig, out: Path, model: MiniLM, trainer: Tr
         save_torch({"model": model.state_dict(), "trainer": trainer.state_dict(), "batcher": batcher.state_dict(),
                     "rng": rngs, "world_size": len(rngs), "history": state.to_dict()}, out / "trainer_state.pt")
         state.last_saved_step = step
-
-
-def restore(out: Path, model: MiniLM, trainer: Trainer, batcher: LMBatcher, ddp: Distributed,
-            device: torch.device) -> RunState:
-    """--resume: weights, optimizer, schedule, data position and RNG exactly as trainer_state.pt saved them."""
-    path = out / "trainer_state.pt"
-    saved = load_torch(path)
-    ddp.check_world_size(saved.get("world_size", 1) if isinstance(saved, dict) else 1)
-    try:
-        model.load_state_dict(saved["model"])
-        trainer.load_state_dict(saved["trainer"])
-        batcher.load_state_dict(saved["batcher"])
-        rngs = saved["rng"] if isinstance(saved["rng"], list) else [saved["rng"]]  # one per rank
-        set_rng_state(rngs[ddp.rank], device)
-        return RunState(**saved["history"], last_saved_step=trainer.step_count)
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"{path} does not fit this run ({detail}); it was written by another version or "
-                        f"changed by hand: resume from a good copy, or start over with --overwrite") from None
 
 
 def save_run_config(cfg: PretrainConfig, model_cfg: ModelConfig, tokenizer: Tokenizer, out: Path) -> None:

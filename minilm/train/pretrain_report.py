@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from minilm.common.distributed import Distributed
 from minilm.common.files import atomic_write_text, load_torch, save_json
 from minilm.common.flags import command_for
 from minilm.common.runtime import autocast
@@ -22,10 +20,8 @@ from minilm.text.lm_data import TokenCache
 from minilm.text.tokenizer import Tokenizer
 from minilm.tools.metrics import perplexity
 from minilm.train.config import PretrainConfig
+from minilm.train.resume import RunState
 from minilm.train.trainer import Trainer
-
-if TYPE_CHECKING:  # the loop's types; importing pretrain.py here would be circular
-    from minilm.train.pretrain import RunState
 
 
 @dataclass
@@ -75,8 +71,8 @@ class PretrainReport:
     parameters: int
 
 
-def describe_start(cfg: PretrainConfig, ddp: Distributed, cache: TokenCache, model: MiniLM, val: ValidationSet,
-                   trainer: Trainer) -> None:
+def describe_start(cfg: PretrainConfig, cache: TokenCache, model: MiniLM, val: ValidationSet, trainer: Trainer,
+                   tokens_per_step: int) -> None:
     """The run's first lines: the corpus, the model and the bar its loss has to beat."""
     meta, mc = cache.meta, model.cfg
     print(f"corpus: {meta['train_tokens']:,} train tokens, {meta['val_tokens']:,} val tokens "
@@ -84,7 +80,6 @@ def describe_start(cfg: PretrainConfig, ddp: Distributed, cache: TokenCache, mod
           + (" [token cache reused]" if cache.reused else ""))
     if cfg.resume:
         print(f"resuming {cfg.out} at step {trainer.step_count}")
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * ddp.world_size * mc.context_length
     print(f"model: {model.num_parameters():,} parameters ({mc.n_layer} layers x {mc.d_model} wide, "
           f"{mc.n_head} heads, context {mc.context_length}, {mc.pos_encoding} positions) on {trainer.device} "
           f"{trainer.dtype}; {tokens_per_step:,} tokens per step")

@@ -1,23 +1,34 @@
-"""--resume: which settings a resumed pretraining run takes from its config.json, and which it may change.
+"""--resume: which settings a resumed pretraining run takes from its config.json, which it may change,
+and the state it reads back from trainer_state.pt.
 
 A resumed run must compute exactly the steps the interrupted one would have (its weights end
 bit-identical on a CPU), so everything that decides those steps comes from the saved run; only
 how long it goes on, how often it reports and saves, and where it runs may change. The tensors
-themselves (weights, optimizer, data position, RNG) are restored by `restore` in pretrain.py.
+themselves (weights, optimizer, data position, RNG) and the loop's `RunState` are restored by
+`restore`, from the trainer_state.pt the pretraining loop writes.
 """
 
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
+import math
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from minilm.checkpoint import read_config
+from minilm.common.distributed import Distributed
 from minilm.common.errors import UserError
+from minilm.common.files import load_torch
 from minilm.common.flags import flag_name
 from minilm.common.run_dir import check_out_dir
+from minilm.common.runtime import set_rng_state
 from minilm.model.config import ModelConfig
+from minilm.model.gpt import MiniLM
+from minilm.text.lm_data import LMBatcher
 from minilm.train.config import PretrainConfig
+from minilm.train.trainer import Trainer
 
 # What a run saved before a setting existed did, where that differs from today's default: such a
 # run resumes as it started, not with a recipe it never used.
@@ -87,3 +98,37 @@ def resumed_config(args, given: set[str]) -> PretrainConfig:
                         f"change), or start a new run with another --out")
     return PretrainConfig(**{**job, **{name: getattr(args, name) for name in given & set(RESUME_MAY_CHANGE)},
                              "out": str(out), "resume": True, "overwrite": "overwrite" in given and args.overwrite})
+
+
+@dataclass
+class RunState:
+    """What the loop changes besides the weights and the optimizer; saved in trainer_state.pt."""
+
+    rows: list[dict] = field(default_factory=list)  # one per evaluation: metrics.csv
+    best_val: float = math.inf  # lowest validation loss so far: the one in model.pt
+    loss_sum: float = 0.0  # training losses since the last evaluation, for its train_loss column
+    loss_steps: int = 0
+    last_saved_step: int | None = None  # the step trainer_state.pt holds (not saved in it)
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "best_val": self.best_val, "loss_sum": self.loss_sum,
+                "loss_steps": self.loss_steps}
+
+
+def restore(out: Path, model: MiniLM, trainer: Trainer, batcher: LMBatcher, ddp: Distributed,
+            device: torch.device) -> RunState:
+    """--resume: weights, optimizer, schedule, data position and RNG exactly as trainer_state.pt saved them."""
+    path = out / "trainer_state.pt"
+    saved = load_torch(path)
+    ddp.check_world_size(saved.get("world_size", 1) if isinstance(saved, dict) else 1)
+    try:
+        model.load_state_dict(saved["model"])
+        trainer.load_state_dict(saved["trainer"])
+        batcher.load_state_dict(saved["batcher"])
+        rngs = saved["rng"] if isinstance(saved["rng"], list) else [saved["rng"]]  # one per rank
+        set_rng_state(rngs[ddp.rank], device)
+        return RunState(**saved["history"], last_saved_step=trainer.step_count)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{path} does not fit this run ({detail}); it was written by another version or "
+                        f"changed by hand: resume from a good copy, or start over with --overwrite") from None
