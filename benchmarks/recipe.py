@@ -60,6 +60,9 @@ LADDER = {
     "untied-embedding": ["--no-tie-weights", "--embedding-lr-scale", "10"],
     "embedding-30x": ["--embedding-lr-scale", "30"],
     "lr-1.5x": ["--lr", "9e-3"],
+    "vocab-2048": ["--vocab-size", "2048"],  # fewer, shorter pieces: a cheaper head, fewer bytes a token
+    "vocab-8192": ["--vocab-size", "8192"],
+    "vocab-16384": ["--vocab-size", "16384"],
 }
 
 SIZES = {  # --sweep: model shapes, beside the presets (which are passed as --preset NAME)

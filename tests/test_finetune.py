@@ -204,3 +204,17 @@ def test_the_final_report_reuses_the_best_epochs_valid_evaluation(pretrained, sp
     best = max(rows, key=lambda r: float(r["valid_macro_f1"]))
     assert report.splits["valid"]["macro_f1"] == pytest.approx(float(best["valid_macro_f1"]), abs=1e-5)
     assert report.splits["valid"]["loss"] == pytest.approx(float(best["valid_loss"]), abs=1e-5)
+
+
+def test_the_best_epoch_is_the_higher_macro_f1_and_on_a_tie_the_lower_loss():
+    state = finetune.EpochState()
+    epochs = [({"macro_f1": 0.9, "loss": 0.50}, True),  # the first epoch is the best so far
+              ({"macro_f1": 0.9, "loss": 0.40}, True),  # same F1, lower loss: the more confident epoch
+              ({"macro_f1": 0.9, "loss": 0.45}, False),  # same F1, higher loss than the best
+              ({"macro_f1": 0.8, "loss": 0.10}, False),  # a lower F1 never wins, however low its loss
+              ({"macro_f1": 0.95, "loss": 0.90}, True)]  # a higher F1 always wins
+    for report, better in epochs:
+        assert state.improves(report) is better, report
+        if better:
+            state.best_valid = report
+    assert state.best_valid == {"macro_f1": 0.95, "loss": 0.90}

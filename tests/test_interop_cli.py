@@ -37,11 +37,12 @@ def checkpoint(path: Path, tokenizer: Tokenizer, classifier: bool, pooling: str 
     return path
 
 
-@pytest.mark.parametrize("classifier", [False, True], ids=["lm-logits", "classifier-probabilities"])
-def test_onnx_runtime_matches_pytorch_for_any_batch_and_length(tmp_path, tokenizer, classifier):
+@pytest.mark.parametrize("classifier,pooling", [(False, "last"), (True, "last"), (True, "mean")],
+                         ids=["lm-logits", "classifier-last-token", "classifier-mean-pooled"])
+def test_onnx_runtime_matches_pytorch_for_any_batch_and_length(tmp_path, tokenizer, classifier, pooling):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    ckpt = checkpoint(tmp_path / "ckpt", tokenizer, classifier)
+    ckpt = checkpoint(tmp_path / "ckpt", tokenizer, classifier, pooling)
     cli(["--ckpt", str(ckpt), "--to", "onnx", str(tmp_path / "onnx")])
     session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
     model = (MiniLMForSequenceClassification if classifier else MiniLM).from_pretrained(ckpt)

@@ -1,6 +1,6 @@
 """`python -m minilm.export` (or `minilm-export`): take a model elsewhere, or bring one in.
 
-    python -m minilm.export --ckpt out/finetune --to hf out/hf        transformers dir
+    python -m minilm.export --ckpt out/finetune --to hf out/hf        transformers dir (a classifier: --pooling last)
     python -m minilm.export --ckpt out/pretrain --to onnx out/onnx    ONNX Runtime graph
     python -m minilm.export --from-hf path/to/hf_dir out/imported     back into a minilm dir
 """

@@ -43,8 +43,9 @@ def architecture_for(cfg: ModelConfig, classifier: dict | None = None) -> Archit
         raise UserError(f"cannot export: no transformers class computes --pos-encoding {shape[0]} --norm "
                         f"{shape[1]} --activation {shape[2]}; pretrain with {EXPORTABLE}")
     if classifier is not None and classifier.get("pooling", "last") != "last":
-        raise UserError("cannot export: --pooling mean has no transformers equivalent (its classifiers read the "
-                        "last non-padding token); fine-tune with --pooling last")
+        raise UserError("cannot export: --pooling mean (the fine-tuning default) has no transformers equivalent "
+                        "(its classifiers read the last non-padding token); fine-tune with --pooling last, or "
+                        "export --to onnx, which keeps mean pooling")
     if classifier is not None and classifier.get("head_bias", True):
         raise UserError("cannot export: the classification head has a bias, which transformers' score layer "
                         "lacks; fine-tune with --no-head-bias (the default since the export exists)")
