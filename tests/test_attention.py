@@ -31,6 +31,20 @@ def test_explicit_equals_fused_with_padding_mask():
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("padded", [False, True])
+def test_training_mode_drops_no_attention_weights(padded):
+    # Dropout acts on the residual branches, never on the softmax matrix: with dropout on and the
+    # modules in training mode, attention is still deterministic and both paths still agree.
+    explicit, fused = paired_attention(dropout=0.5)
+    explicit.train(), fused.train()
+    x = torch.randn(3, 12, 32)
+    mask = torch.ones(3, 12, dtype=torch.long)
+    mask[0, 5:] = 0
+    mask = mask if padded else None
+    torch.testing.assert_close(fused(x, padding_mask=mask), fused(x, padding_mask=mask), rtol=0, atol=0)
+    torch.testing.assert_close(explicit(x, padding_mask=mask), fused(x, padding_mask=mask), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("pos", POS_ENCODINGS)
 def test_whole_models_agree_across_attention_impls(pos):
     explicit = MiniLM(tiny_config(pos_encoding=pos, attn_impl="explicit")).eval()

@@ -23,7 +23,7 @@ def hf_config(cfg: ModelConfig) -> dict:
     return {"n_positions": cfg.context_length, "n_embd": cfg.d_model, "n_layer": cfg.n_layer,
             "n_head": cfg.n_head, "n_inner": cfg.d_ff, "activation_function": "gelu",
             "layer_norm_epsilon": NORM_EPS, "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout,
-            "attn_pdrop": cfg.dropout}
+            "attn_pdrop": 0.0}  # minilm drops no attention weights (minilm/model/attention.py)
 
 
 def model_config(hf, source: str) -> dict:

@@ -23,7 +23,7 @@ def hf_config(cfg: ModelConfig) -> dict:
     return {"hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head,
             "num_key_value_heads": cfg.n_head, "intermediate_size": cfg.d_ff, "hidden_act": "silu",
             "max_position_embeddings": cfg.context_length, "rms_norm_eps": NORM_EPS, "rope_theta": cfg.rope_base,
-            "attention_bias": cfg.bias, "mlp_bias": cfg.bias, "attention_dropout": cfg.dropout}
+            "attention_bias": cfg.bias, "mlp_bias": cfg.bias, "attention_dropout": 0.0}  # none in minilm either
 
 
 def model_config(hf, source: str) -> dict:

@@ -33,7 +33,7 @@ def hf_config(cfg: ModelConfig) -> dict:
     return {"hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head,
             "intermediate_size": cfg.d_ff, "hidden_act": "gelu", "max_position_embeddings": cfg.context_length,
             "layer_norm_eps": NORM_EPS, "use_parallel_residual": False, "rotary_pct": 1.0,
-            "rotary_emb_base": cfg.rope_base, "attention_bias": cfg.bias, "attention_dropout": cfg.dropout,
+            "rotary_emb_base": cfg.rope_base, "attention_bias": cfg.bias, "attention_dropout": 0.0,
             "hidden_dropout": cfg.dropout}
 
 

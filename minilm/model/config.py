@@ -45,8 +45,9 @@ class ModelConfig:
     n_layer: int = required("number of Transformer blocks")
     n_head: int = required("attention heads per block; d_model must be divisible by it")
     d_model: int = required("width of the residual stream (C)")
-    dropout: float = option(0.0, "dropout on attention weights, residual branches and embeddings; "
-                                 "0 for pretraining on plenty of data, ~0.1 when data is small")
+    dropout: float = option(0.0, "dropout on the residual branches and the embeddings (not on the attention "
+                                 "weights: see minilm/model/attention.py); 0 for pretraining on plenty of "
+                                 "data, ~0.1 when data is small")
     pos_encoding: str = option("rope", "how positions are encoded: learned absolute (GPT-2), fixed "
                                        "sinusoidal (Vaswani et al.) or rotary (RoPE)", POS_ENCODINGS)
     attn_impl: str = option("fused", "explicit: attention written out step by step (read this one); "
