@@ -154,7 +154,7 @@ class CausalSelfAttention(nn.Module):
     def attention_weights(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
                           padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """softmax(Q Kᵀ / √hs + M) for input x (B, T, C): (B, nh, T, T), row t = how much query t
-        reads each key. What either path multiplies V by (before dropout), for looking at."""
+        reads each key. What either path multiplies V by, for looking at."""
         q, k, _ = self.heads(x, rotary)
         return self._weights(q, k, padding_mask)
 
