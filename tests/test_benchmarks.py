@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from benchmarks import common, finetune, generation, mfu_targets, peak, run_all, scaling, train, trainer_step
+from benchmarks.arms import REPO
 from benchmarks.common import DEFAULT_RESULTS, format_table
 
 SECTION_TITLES = {
@@ -99,3 +100,26 @@ def test_gpu_benchmarks_use_tf32_like_the_jobs(monkeypatch):
     assert common.setup(args) == torch.device("cuda") and calls == ["tf32"]
     common.setup(argparse.Namespace(threads=0, device="cpu"))
     assert calls == ["tf32"]
+
+
+needs_git = pytest.mark.skipif(not (REPO / ".git").exists(), reason="--before exports a commit with git")
+
+
+@needs_git
+def test_before_times_that_commits_code_not_todays(tmp_path):
+    """The 'before' process must import the exported commit's minilm: make that one's step slow."""
+    tree = trainer_step.export_commit("HEAD", tmp_path)
+    trainer_py = tree / "minilm" / "train" / "trainer.py"
+    trainer_py.write_text(trainer_py.read_text() + "\n\nimport time as _time\n_step = Trainer.step\n"
+                          "Trainer.step = lambda self, *a, **k: (_time.sleep(0.3), _step(self, *a, **k))[1]\n")
+    args = argparse.Namespace(smoke=True, quick=False, threads=1, device="cpu")
+    assert trainer_step.measure(tree, "smoke", "adamw", None, args) >= 0.3
+    assert trainer_step.measure(REPO, "smoke", "adamw", None, args) < 0.3
+
+
+@needs_git
+def test_before_writes_its_section(tmp_path, real_results_untouched):
+    results = tmp_path / "RESULTS.md"
+    trainer_step.main(["--smoke", "--threads", "1", "--before", "HEAD", "--rounds", "1", "--results", str(results)])
+    text = results.read_text()
+    assert "## Trainer step: now against HEAD" in text and "| smoke |" in text
