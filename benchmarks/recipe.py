@@ -63,6 +63,8 @@ LADDER = {
     "vocab-2048": ["--vocab-size", "2048"],  # fewer, shorter pieces: a cheaper head, fewer bytes a token
     "vocab-8192": ["--vocab-size", "8192"],
     "vocab-16384": ["--vocab-size", "16384"],
+    "batch-16": ["--batch-size", "16"],  # half the tokens a step: twice the updates in the same minutes
+    "batch-64": ["--batch-size", "64"],
 }
 
 SIZES = {  # --sweep: model shapes, beside the presets (which are passed as --preset NAME)
