@@ -142,11 +142,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_lines(device: torch.device) -> list[str]:
-    """The facts a reader needs before trusting any number below them."""
+def machine_lines(device: torch.device, processes: int = 1) -> list[str]:
+    """The facts a reader needs before trusting any number below them; `processes`: how many of this
+    benchmark's processes ran at once, each with torch's thread count (the ablations' --parallel)."""
     load1, load5, _ = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     # The load average counts this benchmark's own busy threads too: above that, someone else is busy.
-    others_busy = load1 > torch.get_num_threads() + 0.5
+    others_busy = load1 > processes * torch.get_num_threads() + 0.5
     lines = [
         f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores, torch threads: {torch.get_num_threads()}",
         f"- GPU: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'none (run on CPU)'}",
@@ -184,7 +185,8 @@ def record(args: argparse.Namespace, device: torch.device, title: str,
            tables: list[tuple[str, str]], notes: list[str]) -> None:
     """Print the tables; append them with the machine, date and command to args.results."""
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    parts = [f"## {title} — {stamp}", "", *machine_lines(device), f"- command: `{command_line()}`", ""]
+    own = machine_lines(device, getattr(args, "parallel", 1))  # the ablations run --parallel arms at once
+    parts = [f"## {title} — {stamp}", "", *own, f"- command: `{command_line()}`", ""]
     for caption, table in tables:
         parts += [f"**{caption}**", "", table, ""]
     parts += [f"- {note}" for note in notes]

@@ -123,3 +123,12 @@ def test_before_writes_its_section(tmp_path, real_results_untouched):
     trainer_step.main(["--smoke", "--threads", "1", "--before", "HEAD", "--rounds", "1", "--results", str(results)])
     text = results.read_text()
     assert "## Trainer step: now against HEAD" in text and "| smoke |" in text
+
+
+def test_parallel_arms_own_load_is_not_called_competition(monkeypatch):
+    """Two one-thread arms at once load a 2-core machine to ~2 by themselves: no warning for that."""
+    monkeypatch.setattr(common.os, "getloadavg", lambda: (2.05, 2.0, 2.0))
+    torch.set_num_threads(1)
+    device = torch.device("cpu")
+    assert "competing" in "\n".join(common.machine_lines(device))
+    assert "competing" not in "\n".join(common.machine_lines(device, processes=2))
