@@ -59,13 +59,23 @@ def allocator_rows(args: argparse.Namespace) -> list[list[str]]:
     return rows
 
 
+def check_commit(rev: str) -> None:
+    """--before must name a commit of this repository: say so in one line, before any timing."""
+    try:
+        found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=REPO,
+                               capture_output=True, text=True)
+    except FileNotFoundError:
+        raise SystemExit("--before needs git, which is not installed") from None
+    if found.returncode:
+        raise SystemExit(f"--before {rev}: not a commit of {REPO} (`git log --oneline` lists them)")
+
+
 def export_commit(rev: str, into: Path) -> Path:
     """The files of commit `rev` of this repository, written into `into` (git archive | tar -x)."""
     archive = subprocess.Popen(["git", "archive", rev], cwd=REPO, stdout=subprocess.PIPE)
     subprocess.run(["tar", "-x", "-C", str(into)], stdin=archive.stdout, check=True)
     archive.stdout.close()
-    if archive.wait():
-        raise SystemExit(f"git archive {rev} failed: is it a commit of this repository?")
+    archive.wait()
     return into
 
 
@@ -89,6 +99,7 @@ def before_rows(args: argparse.Namespace) -> list[list[str]]:
 def run(args: argparse.Namespace) -> None:
     device = setup(args)
     if args.before:
+        check_commit(args.before)
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True, capture_output=True,
                               text=True).stdout.strip()
         table = format_table(["shape", f"ms/step at {args.before}", f"ms/step now ({head} + working tree)", "speed-up",

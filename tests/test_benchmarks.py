@@ -132,3 +132,9 @@ def test_parallel_arms_own_load_is_not_called_competition(monkeypatch):
     device = torch.device("cpu")
     assert "competing" in "\n".join(common.machine_lines(device))
     assert "competing" not in "\n".join(common.machine_lines(device, processes=2))
+
+
+@needs_git
+def test_before_a_commit_that_does_not_exist_is_one_line(tmp_path, real_results_untouched):
+    with pytest.raises(SystemExit, match="not a commit"):
+        trainer_step.main(["--smoke", "--before", "no-such-commit", "--results", str(tmp_path / "R.md")])
