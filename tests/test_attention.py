@@ -36,7 +36,8 @@ def test_training_mode_drops_no_attention_weights(padded):
     # Dropout acts on the residual branches, never on the softmax matrix: with dropout on and the
     # modules in training mode, attention is still deterministic and both paths still agree.
     explicit, fused = paired_attention(dropout=0.5)
-    explicit.train(), fused.train()
+    explicit.train()
+    fused.train()
     x = torch.randn(3, 12, 32)
     mask = torch.ones(3, 12, dtype=torch.long)
     mask[0, 5:] = 0
