@@ -41,7 +41,7 @@ VAL_FRACTION = 0.05  # train_pretrain.py's default: the held-out documents are o
 # the embedding tied to the head.
 TODAY = ["--optimizer", "adamw", "--schedule", "cosine", "--activation", "gelu", "--no-qk-norm",
          "--logit-softcap", "0", "--no-zero-init-residual", "--tie-weights", "--embedding-lr-scale", "1",
-         "--lr", "3e-3", "--min-lr", "3e-4"]
+         "--lr", "3e-3", "--min-lr", "3e-4", "--weight-decay", "0.1"]
 
 # name -> flags added to the arm before it (the ladder, in order).
 LADDER = {
@@ -65,6 +65,9 @@ LADDER = {
     "vocab-16384": ["--vocab-size", "16384"],
     "batch-16": ["--batch-size", "16"],  # half the tokens a step: twice the updates in the same minutes
     "batch-64": ["--batch-size", "64"],
+    "no-clip": ["--grad-clip", "0"],  # Muon's update has a fixed size whatever the gradient's: is clipping needed?
+    "value-embeddings": ["--value-embeddings"],
+    "no-weight-decay": ["--weight-decay", "0"],
 }
 
 SIZES = {  # --sweep: model shapes, beside the presets (which are passed as --preset NAME)

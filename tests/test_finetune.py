@@ -8,6 +8,7 @@ import pytest
 import torch
 from jobs import tiny_finetune_config, tiny_pretrain_config, write_labeled_splits
 
+from minilm import MiniLM, ModelConfig
 from minilm.checkpoint import lm_from_dir
 from minilm.common.errors import UserError
 from minilm.model.classifier import MiniLMForSequenceClassification, freeze_layers
@@ -63,21 +64,32 @@ def _one_step(clf: MiniLMForSequenceClassification) -> None:
     trainer.step([batch], lambda m, b: m(*b)[1])
 
 
+@pytest.mark.parametrize("value_embeddings", [False, True])
 @pytest.mark.parametrize("freeze,trained_blocks", [("body", []), ("1", [1]), ("none", [0, 1]),
                                                    ("embeddings", [0, 1])])
-def test_freeze_modes_really_freeze(pretrained, freeze, trained_blocks):
-    clf = MiniLMForSequenceClassification.from_pretrained_lm(lm_from_dir(pretrained), num_labels=2)
+def test_freeze_modes_really_freeze(pretrained, freeze, trained_blocks, value_embeddings):
+    lm = lm_from_dir(pretrained)
+    if value_embeddings:  # the same model with a value-embedding table per block, each trained with its block
+        lm_ve = MiniLM(ModelConfig(**{**lm.cfg.to_dict(), "value_embeddings": True}))
+        lm_ve.load_state_dict(lm.state_dict(), strict=False)
+        lm = lm_ve
+    clf = MiniLMForSequenceClassification.from_pretrained_lm(lm, num_labels=2)
     before = {k: v.clone() for k, v in clf.state_dict().items()}
     trainable, total = freeze_layers(clf, freeze)
     assert (trainable == total) == (freeze == "none")
+    tables = clf.body.value_embeddings or []
     if freeze == "embeddings":
-        assert total - trainable == clf.body.token_embedding.weight.numel()
+        assert total - trainable == clf.body.token_embedding.weight.numel() + sum(t.weight.numel() for t in tables)
     _one_step(clf)
     after = clf.state_dict()
     assert not torch.equal(after["head.weight"], before["head.weight"])
     for i in range(2):
         changed = not torch.equal(after[f"body.blocks.{i}.attn.qkv.weight"], before[f"body.blocks.{i}.attn.qkv.weight"])
         assert changed == (i in trained_blocks), (freeze, i)
+        if tables:
+            key = f"body.value_embeddings.{i}.weight"
+            table_changed = not torch.equal(after[key], before[key])
+            assert table_changed == (i in trained_blocks and freeze != "embeddings"), (freeze, i)
     embedding_changed = not torch.equal(after["body.token_embedding.weight"], before["body.token_embedding.weight"])
     assert embedding_changed == (freeze == "none")
 

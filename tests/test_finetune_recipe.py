@@ -111,6 +111,7 @@ def test_layer_lr_decay_gives_lower_blocks_smaller_rates():
     scales = layer_lr_scales(cfg, n_layer=3)
     assert scales["head."] == 10.0
     assert [scales[f"body.blocks.{i}."] for i in range(3)] == [0.25, 0.5, 1.0]
+    assert [scales[f"body.value_embeddings.{i}."] for i in range(3)] == [0.25, 0.5, 1.0]  # as their block's
     assert scales["body.token_embedding."] == 0.125
     assert layer_lr_scales(FinetuneConfig(), n_layer=3) is None
 

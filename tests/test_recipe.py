@@ -1,5 +1,6 @@
 """The modern pretraining recipe, one defining property per technique: Muon's orthogonal update,
-QK-norm, ReLU², the logit soft-cap, zero-initialised residual projections, warmup-stable-decay."""
+QK-norm, ReLU², the logit soft-cap, zero-initialised residual projections, warmup-stable-decay,
+value embeddings."""
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ import torch.nn.functional as F
 from conftest import tiny_config
 from jobs import TINY_MODEL, tiny_pretrain_config
 
-from minilm import MiniLM
+from minilm import MiniLM, MiniLMForSequenceClassification
 from minilm.common.errors import UserError
 from minilm.train import pretrain
 from minilm.train.optim import MuonWithAdamW, build_optimizer, is_hidden_matrix, unique_trainable
@@ -56,6 +57,17 @@ def test_muon_trains_and_resumes_its_state(tmp_path):
     assert report.best_val_loss < 5.0
     state = torch.load(out / "trainer_state.pt", weights_only=True)
     assert set(state["trainer"]["optimizer"]) == {"muon", "adamw"}
+
+
+def test_a_model_with_value_embeddings_pretrains_resumes_and_classifies(tmp_path):
+    out = tmp_path / "run"
+    model = {**TINY_MODEL, "value_embeddings": True}
+    pretrain.run(tiny_pretrain_config(out, model=model, max_steps=4))
+    pretrain.run(tiny_pretrain_config(out, model=model, max_steps=8, resume=True))
+    lm = MiniLM.from_pretrained(out)
+    assert lm.cfg.value_embeddings and lm.body.value_embeddings[0].weight.any()  # trained away from 0
+    clf = MiniLMForSequenceClassification.from_pretrained(out, labels=["negative", "positive"])
+    assert clf.predict(["the soup was superb"]).labels[0] in ("negative", "positive")
 
 
 def test_qk_norm_gives_unit_rms_queries_and_keys():
@@ -114,13 +126,54 @@ def test_warmup_stable_decay_schedule(decay_fraction):
 
 def test_embedding_lr_scale_speeds_up_the_untied_embedding_only(tmp_path):
     cfg = tiny_pretrain_config(tmp_path / "run", embedding_lr_scale=10.0,
-                               model={**TINY_MODEL, "tie_weights": False})
+                               model={**TINY_MODEL, "tie_weights": False, "value_embeddings": False})
     lm = MiniLM(cfg.model_config(97))
     opt = build_optimizer(lm, "muon", 1e-3, 0.1, (0.9, 0.95), pretrain.embedding_lr_scale(cfg), CPU)
     scale_of = {id(p): group["lr_scale"] for group in opt.param_groups for p in group["params"]}
     assert scale_of[id(lm.body.token_embedding.weight)] == 10.0
     assert scale_of[id(lm.lm_head.weight)] == 1.0  # the untied output head keeps --lr
     assert sum(s == 10.0 for s in scale_of.values()) == 1
+
+
+def test_value_embeddings_are_lookups_trained_by_adamw_at_the_embedding_lr(tmp_path):
+    cfg = tiny_pretrain_config(tmp_path / "run", embedding_lr_scale=10.0,
+                               model={**TINY_MODEL, "tie_weights": False, "value_embeddings": True})
+    lm = MiniLM(cfg.model_config(97))
+    opt = build_optimizer(lm, "muon", 1e-3, 0.1, (0.9, 0.95), pretrain.embedding_lr_scale(cfg), CPU)
+    muon_params = {id(p) for p in opt.muon.param_groups[0]["params"]}
+    scale_of = {id(p): group["lr_scale"] for group in opt.param_groups for p in group["params"]}
+    tables = [table.weight for table in lm.body.value_embeddings]
+    assert len(tables) == 2 and all(id(t) not in muon_params and scale_of[id(t)] == 10.0 for t in tables)
+
+
+def test_value_embeddings_start_at_zero_and_add_the_tokens_vector_to_the_values():
+    """Attention is linear in V, so adding E_v[token] to the values adds W_o · (A @ E_v[tokens])
+    to the output, A the attention weights (which E_v does not touch)."""
+    with_ve = MiniLM(tiny_config(value_embeddings=True))
+    plain = MiniLM(tiny_config())
+    plain.load_state_dict({k: v for k, v in with_ve.state_dict().items() if "value_embeddings" not in k})
+    ids = torch.randint(0, 97, (2, 10))
+    torch.testing.assert_close(with_ve(ids)[0], plain(ids)[0])  # zero tables: the plain model
+    table = with_ve.body.value_embeddings[0]
+    torch.nn.init.normal_(table.weight)
+    attn = with_ve.body.blocks[0].attn
+    x = torch.randn(2, 10, 32)
+    rotary = with_ve.body.rotary(torch.arange(10)[None])
+    added = attn(x, rotary, value_embedding=table(ids)) - attn(x, rotary)  # (B, T, C)
+    weights = attn.attention_weights(x, rotary)  # (B, nh, T, T)
+    e = table(ids).view(2, 10, 4, 8).transpose(1, 2)  # (B, nh, T, hs)
+    mixed = (weights @ e).transpose(1, 2).reshape(2, 10, 32)
+    torch.testing.assert_close(added, mixed @ attn.out_proj.weight.T, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(with_ve(ids)[0], plain(ids)[0])  # and the model uses them
+
+
+def test_generation_with_value_embeddings_is_the_same_with_and_without_the_kv_cache():
+    lm = MiniLM(tiny_config(value_embeddings=True)).eval()
+    for table in lm.body.value_embeddings:
+        torch.nn.init.normal_(table.weight)
+    prompt = torch.randint(0, 97, (2, 3))
+    cached = lm.generate(prompt, 8, temperature=0.0, use_cache=True)
+    assert torch.equal(cached, lm.generate(prompt, 8, temperature=0.0, use_cache=False))
 
 
 def test_embedding_lr_scale_is_refused_for_a_tied_embedding(tmp_path):

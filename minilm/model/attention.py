@@ -112,13 +112,19 @@ class CausalSelfAttention(nn.Module):
         self.out_proj.is_residual_projection = True  # gets the scaled init (see gpt.init_weights)
 
     def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
-                padding_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+                padding_mask: torch.Tensor | None = None, cache: KVCache | None = None,
+                value_embedding: torch.Tensor | None = None) -> torch.Tensor:
         """rotary: (cos, sin_signed) of this call's positions, each (B or 1, T, hs), or None.
         padding_mask: (B, T) 1 = real, 0 = padding, or None (all real). Not combinable with cache.
         cache: the KV cache, when generating (this layer uses its own slot, self.layer_index).
+        value_embedding: (B, T, C) vectors of the tokens themselves, added to the values, or None
+        (see TransformerBody.value_embeddings).
         """
         B, T, C = x.shape
         q, k, v = self.heads(x, rotary)  # (B, nh, T, hs) each
+        if value_embedding is not None:
+            # V = x W_v + E_v[token]: split into heads like v, (B, T, C) -> (B, nh, T, hs)
+            v = v + value_embedding.view(B, T, self.n_head, self.head_size).transpose(1, 2)
         if cache is not None:
             if padding_mask is not None:
                 raise ValueError("padding_mask cannot be combined with a KV cache")

@@ -201,12 +201,13 @@ def freeze_layers(model: MiniLMForSequenceClassification, freeze: str) -> tuple[
     """Choose what fine-tuning may change; returns (trainable, total) parameter counts.
 
     "none":       everything trains (GPT-1's choice).
-    "embeddings": everything but the token (and learned position) embeddings. A word the labels
+    "embeddings": everything but the token (and learned position, and value) embeddings. A word the labels
                   never show keeps the vector pretraining gave it, and so does every word the
                   labels do show: both stay in the same space, so what the upper layers learn
                   about "great" still applies to "superb", which pretraining put next to it.
     "body":       only the head trains, on the pretrained features as they are (a linear probe).
-    "N":          the head, the last N blocks and the final norm train; the rest stays frozen.
+    "N":          the head, the last N blocks (with their value embeddings) and the final norm train;
+                  the rest stays frozen.
     Freezing protects what pretraining learned when labels are few, and trains faster.
     """
     n_blocks = len(model.body.blocks)
@@ -222,11 +223,16 @@ def freeze_layers(model: MiniLMForSequenceClassification, freeze: str) -> tuple[
         positions = model.body.position.parameters() if model.body.position is not None else []
         for p in [model.body.token_embedding.weight, *positions]:
             p.requires_grad = False
+        for table in model.body.value_embeddings or []:
+            table.weight.requires_grad = False
     for p in model.head.parameters():
         p.requires_grad = True
-    for block in list(model.body.blocks)[n_blocks - trainable_blocks:]:
-        for p in block.parameters():
+    value_embeddings = model.body.value_embeddings
+    for i in range(n_blocks - trainable_blocks, n_blocks):
+        for p in model.body.blocks[i].parameters():
             p.requires_grad = True
+        if value_embeddings is not None and freeze != "embeddings":  # block i's table trains with it
+            value_embeddings[i].weight.requires_grad = True
     if trainable_blocks > 0:
         for p in model.body.final_norm.parameters():
             p.requires_grad = True

@@ -102,8 +102,9 @@ class Block(nn.Module):
         self.resid_dropout = dropout_layer(cfg.dropout)
 
     def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
-                padding_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.resid_dropout(self.attn(self.norm1(x), rotary, padding_mask, cache))
+                padding_mask: torch.Tensor | None = None, cache: KVCache | None = None,
+                value_embedding: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.resid_dropout(self.attn(self.norm1(x), rotary, padding_mask, cache, value_embedding))
         x = x + self.resid_dropout(self.mlp(self.norm2(x)))
         return x
 
@@ -134,6 +135,17 @@ class TransformerBody(nn.Module):
         self.embed_dropout = dropout_layer(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.final_norm = make_norm(cfg)
+        # Value embeddings (cfg.value_embeddings): table l (V, C) holds, for every token, a vector
+        # that block l adds to that token's attention values. The token's identity then reaches
+        # every layer directly, where otherwise it would have to survive in the residual stream
+        # among everything the blocks below wrote into it. They start at 0 (see init_weights), so
+        # the model starts as the plain one. Lookups, like the token embedding: no FLOPs, AdamW.
+        self.value_embeddings = None
+        if cfg.value_embeddings:
+            self.value_embeddings = nn.ModuleList(nn.Embedding(cfg.vocab_size, cfg.d_model)
+                                                  for _ in range(cfg.n_layer))
+            for table in self.value_embeddings:
+                table.starts_at_zero = True
 
     def embed(self, input_ids: torch.Tensor, start: int = 0, padding_mask: torch.Tensor | None = None
               ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
@@ -162,11 +174,16 @@ class TransformerBody(nn.Module):
         T = input_ids.size(1)
         start = cache.length if cache is not None else 0  # cached tokens come first
         x, rotary = self.embed(input_ids, start, padding_mask)  # (B, T, C)
-        for block in self.blocks:
-            x = block(x, rotary, padding_mask, cache)  # (B, T, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rotary, padding_mask, cache, self.value_embedding(i, input_ids))  # (B, T, C)
         if cache is not None:
             cache.advance(T)
         return self.final_norm(x)  # (B, T, C)
+
+
+    def value_embedding(self, layer: int, input_ids: torch.Tensor) -> torch.Tensor | None:
+        """Block `layer`'s value embeddings of input_ids (B, T) -> (B, T, C); None without them."""
+        return self.value_embeddings[layer](input_ids) if self.value_embeddings is not None else None
 
 
 def token_positions(T: int, start: int, padding_mask: torch.Tensor | None, device: torch.device) -> torch.Tensor:
@@ -188,6 +205,7 @@ def init_weights(module: nn.Module, n_layer: int, zero_residual: bool = False) -
     sum of 2·n_layer such branches, so this keeps its variance roughly independent of depth.
     With zero_residual they start at exactly 0: every block is then the identity at step 0 and
     the network grows its depth from a working shallow model (their own gradients are not 0).
+    Value embeddings (marked starts_at_zero) start at 0 too: the model starts without them.
     """
     if isinstance(module, nn.Linear):
         residual = getattr(module, "is_residual_projection", False)
@@ -199,6 +217,8 @@ def init_weights(module: nn.Module, n_layer: int, zero_residual: bool = False) -
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Embedding):
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if getattr(module, "starts_at_zero", False):
+            nn.init.zeros_(module.weight)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -39,9 +39,9 @@ def attention_maps(model: MiniLM, input_ids: torch.Tensor) -> torch.Tensor:
     body = model.body
     x, rotary = body.embed(input_ids)  # (1, T, C)
     maps = []
-    for block in body.blocks:
+    for i, block in enumerate(body.blocks):
         maps.append(block.attn.attention_weights(block.norm1(x), rotary)[0])  # (nh, T, T)
-        x = block(x, rotary)  # (1, T, C)
+        x = block(x, rotary, value_embedding=body.value_embedding(i, input_ids))  # (1, T, C)
     return torch.stack(maps)  # (n_layer, nh, T, T)
 
 

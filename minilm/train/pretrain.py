@@ -72,12 +72,13 @@ def optim_settings(cfg: PretrainConfig) -> OptimSettings:
 
 
 def embedding_lr_scale(cfg: PretrainConfig) -> dict[str, float] | None:
-    """The Trainer's lr multiplier for the token embedding. An embedding row only gets a gradient
-    when its token occurs in the batch, so a rare token's row moves rarely: a larger lr lets it
-    catch up. Tied to the head it would also speed up the dense output projection, which is refused."""
+    """The Trainer's lr multiplier for the token embedding and the value embeddings. An embedding row
+    only gets a gradient when its token occurs in the batch, so a rare token's row moves rarely: a
+    larger lr lets it catch up. Tied to the head it would also speed up the dense output projection,
+    which is refused."""
     if cfg.embedding_lr_scale == 1.0:
         return None
-    return {"body.token_embedding.": cfg.embedding_lr_scale}
+    return {"body.token_embedding.": cfg.embedding_lr_scale, "body.value_embeddings.": cfg.embedding_lr_scale}
 
 
 def corpus_path(cfg: PretrainConfig) -> Path:
