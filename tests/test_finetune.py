@@ -71,7 +71,8 @@ def test_freeze_modes_really_freeze(pretrained, freeze, trained_blocks, value_em
     lm = lm_from_dir(pretrained)
     if value_embeddings:  # the same model with a value-embedding table per block, each trained with its block
         lm_ve = MiniLM(ModelConfig(**{**lm.cfg.to_dict(), "value_embeddings": True}))
-        lm_ve.load_state_dict(lm.state_dict(), strict=False)
+        missing, unexpected = lm_ve.load_state_dict(lm.state_dict(), strict=False)
+        assert not unexpected and all("value_embeddings" in key for key in missing)
         lm = lm_ve
     clf = MiniLMForSequenceClassification.from_pretrained_lm(lm, num_labels=2)
     before = {k: v.clone() for k, v in clf.state_dict().items()}

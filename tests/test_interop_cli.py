@@ -67,7 +67,7 @@ REFUSALS = {  # what makes a model not exportable -> words the one-line message 
     "qk-norm": (dict(qk_norm=True), {}, "--no-qk-norm"),
     "logit soft-cap": (dict(logit_softcap=15.0), {}, "--logit-softcap 0"),
     "relu2": (dict(activation="relu2"), {}, "--activation gelu"),
-    "value embeddings": (dict(value_embeddings=True), {}, "--no-value-embeddings"),
+    "value embeddings": (dict(value_embeddings=True), {}, "without --value-embeddings"),
 }
 
 

@@ -10,6 +10,7 @@ from jobs import TINY_MODEL, tiny_pretrain_config
 
 from minilm import MiniLM, MiniLMForSequenceClassification
 from minilm.common.errors import UserError
+from minilm.tools.attention_map import attention_maps
 from minilm.train import pretrain
 from minilm.train.optim import MuonWithAdamW, build_optimizer, is_hidden_matrix, unique_trainable
 from minilm.train.trainer import OptimSettings, lr_at
@@ -126,7 +127,7 @@ def test_warmup_stable_decay_schedule(decay_fraction):
 
 def test_embedding_lr_scale_speeds_up_the_untied_embedding_only(tmp_path):
     cfg = tiny_pretrain_config(tmp_path / "run", embedding_lr_scale=10.0,
-                               model={**TINY_MODEL, "tie_weights": False, "value_embeddings": False})
+                               model={**TINY_MODEL, "tie_weights": False})
     lm = MiniLM(cfg.model_config(97))
     opt = build_optimizer(lm, "muon", 1e-3, 0.1, (0.9, 0.95), pretrain.embedding_lr_scale(cfg), CPU)
     scale_of = {id(p): group["lr_scale"] for group in opt.param_groups for p in group["params"]}
@@ -165,6 +166,31 @@ def test_value_embeddings_start_at_zero_and_add_the_tokens_vector_to_the_values(
     mixed = (weights @ e).transpose(1, 2).reshape(2, 10, 32)
     torch.testing.assert_close(added, mixed @ attn.out_proj.weight.T, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(with_ve(ids)[0], plain(ids)[0])  # and the model uses them
+
+
+def test_value_embeddings_leave_every_other_initial_weight_as_the_seed_gives_it():
+    """The tables start at 0 without a random draw, so an ablation arm with them starts from the
+    same weights as the arm without."""
+    torch.manual_seed(3)
+    plain = MiniLM(tiny_config(tie_weights=False))
+    torch.manual_seed(3)
+    with_ve = MiniLM(tiny_config(tie_weights=False, value_embeddings=True))
+    tables = {k for k in with_ve.state_dict() if "value_embeddings" in k}
+    assert len(tables) == 2 and all(not with_ve.state_dict()[k].any() for k in tables)
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, with_ve.state_dict()[key]), key
+
+
+def test_the_attention_map_tool_runs_the_blocks_with_their_value_embeddings():
+    lm = MiniLM(tiny_config(value_embeddings=True)).eval()
+    for table in lm.body.value_embeddings:
+        torch.nn.init.normal_(table.weight)
+    ids = torch.randint(0, 97, (1, 9))
+    with torch.no_grad():
+        x, rotary = lm.body.embed(ids)
+        first_block_out = lm.body.blocks[0](x, rotary, value_embedding=lm.body.value_embedding(0, ids))
+        expected = lm.body.blocks[1].attn.attention_weights(lm.body.blocks[1].norm1(first_block_out), rotary)[0]
+    torch.testing.assert_close(attention_maps(lm, ids)[1], expected)  # layer 2 saw layer 1's real output
 
 
 def test_generation_with_value_embeddings_is_the_same_with_and_without_the_kv_cache():

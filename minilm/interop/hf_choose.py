@@ -37,8 +37,8 @@ def architecture_for(cfg: ModelConfig, classifier: dict | None = None) -> Archit
         raise UserError("cannot export: QK-norm (--qk-norm) has no equivalent in GPT-2, GPT-NeoX or Llama; "
                         "pretrain with --no-qk-norm")
     if cfg.value_embeddings:
-        raise UserError("cannot export: value embeddings (--value-embeddings, on in train_pretrain.py's recipe) have "
-                        "no equivalent in GPT-2, GPT-NeoX or Llama; pretrain with --no-value-embeddings")
+        raise UserError("cannot export: value embeddings (--value-embeddings) have no equivalent in GPT-2, GPT-NeoX "
+                        "or Llama; pretrain without --value-embeddings, or export --to onnx, which keeps them")
     if cfg.logit_softcap:
         raise UserError("cannot export: the logit soft-cap (--logit-softcap) has no equivalent in GPT-2, "
                         "GPT-NeoX or Llama; pretrain with --logit-softcap 0")

@@ -219,22 +219,19 @@ def freeze_layers(model: MiniLMForSequenceClassification, freeze: str) -> tuple[
                               f"use a number up to {n_blocks}, or 'none'")
     for p in model.parameters():
         p.requires_grad = freeze in ("none", "embeddings")
-    if freeze == "embeddings":
-        positions = model.body.position.parameters() if model.body.position is not None else []
-        for p in [model.body.token_embedding.weight, *positions]:
-            p.requires_grad = False
-        for table in model.body.value_embeddings or []:
-            table.weight.requires_grad = False
     for p in model.head.parameters():
         p.requires_grad = True
-    value_embeddings = model.body.value_embeddings
+    tables = model.body.value_embeddings  # block i's value embeddings train with block i
     for i in range(n_blocks - trainable_blocks, n_blocks):
-        for p in model.body.blocks[i].parameters():
+        for p in [*model.body.blocks[i].parameters(), *([tables[i].weight] if tables is not None else [])]:
             p.requires_grad = True
-        if value_embeddings is not None and freeze != "embeddings":  # block i's table trains with it
-            value_embeddings[i].weight.requires_grad = True
     if trainable_blocks > 0:
         for p in model.body.final_norm.parameters():
             p.requires_grad = True
+    if freeze == "embeddings":  # after the blocks' loop, which unfroze their value embeddings
+        positions = model.body.position.parameters() if model.body.position is not None else []
+        values = model.body.value_embeddings.parameters() if model.body.value_embeddings is not None else []
+        for p in [model.body.token_embedding.weight, *positions, *values]:
+            p.requires_grad = False
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, count_parameters(model)

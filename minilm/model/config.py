@@ -70,8 +70,8 @@ class ModelConfig:
                                        "no token can become absurdly confident early in training")
     value_embeddings: bool = option(False, "value embeddings: each block adds a learned vector of the token itself "
                                            "to its attention values, v = x W_v + E_v[token] (a table per block, "
-                                           "starting at 0; off for a model built by hand, on in train_pretrain.py's "
-                                           "recipe; no transformers class has them)")
+                                           "starting at 0; V·C parameters each). Off by default: no transformers "
+                                           "class has them, so --to hf refuses such a model")
     zero_init_residual: bool = option(False, "initialise the projections that write into the residual "
                                              "stream to zero, so every block starts as the identity (off "
                                              "for a model built by hand; on in train_pretrain.py's recipe)")

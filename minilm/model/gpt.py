@@ -138,12 +138,16 @@ class TransformerBody(nn.Module):
         # Value embeddings (cfg.value_embeddings): table l (V, C) holds, for every token, a vector
         # that block l adds to that token's attention values. The token's identity then reaches
         # every layer directly, where otherwise it would have to survive in the residual stream
-        # among everything the blocks below wrote into it. They start at 0 (see init_weights), so
-        # the model starts as the plain one. Lookups, like the token embedding: no FLOPs, AdamW.
+        # among everything the blocks below wrote into it. They start at 0, so the model starts as
+        # the plain one, and are built from zeros without drawing a random number: the same seed
+        # gives every other weight the same start with or without them. Lookups, like the token
+        # embedding: no FLOPs; AdamW, not Muon, trains them (they live outside .blocks., see
+        # optim.is_hidden_matrix: a table of rows is no linear map to orthogonalise).
         self.value_embeddings = None
         if cfg.value_embeddings:
-            self.value_embeddings = nn.ModuleList(nn.Embedding(cfg.vocab_size, cfg.d_model)
-                                                  for _ in range(cfg.n_layer))
+            self.value_embeddings = nn.ModuleList(
+                nn.Embedding(cfg.vocab_size, cfg.d_model, _weight=torch.zeros(cfg.vocab_size, cfg.d_model))
+                for _ in range(cfg.n_layer))
             for table in self.value_embeddings:
                 table.starts_at_zero = True
 
@@ -216,9 +220,10 @@ def init_weights(module: nn.Module, n_layer: int, zero_residual: bool = False) -
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
         if getattr(module, "starts_at_zero", False):
-            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.weight)  # no random draw: the weights initialised after it stay the same
+        else:
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
 
 def count_parameters(model: nn.Module) -> int:

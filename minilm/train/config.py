@@ -70,8 +70,9 @@ class PretrainConfig:
     schedule: str = option("wsd", "learning-rate decay after warmup: wsd (stay at --lr, then a straight line "
                                   "to --min-lr over the last --decay-fraction), or cosine to --min-lr", SCHEDULES)
     decay_fraction: float = option(0.5, "with --schedule wsd: the share of the run spent decaying")
-    embedding_lr_scale: float = option(10.0, "the token embedding's lr is --lr times this (an untied embedding "
-                                             "only; with --tie-weights pass 1: that matrix is also the output head)")
+    embedding_lr_scale: float = option(10.0, "the token embedding's (and value embeddings') lr is --lr times this "
+                                             "(an untied embedding only; with --tie-weights pass 1: that matrix is "
+                                             "also the output head)")
     # A step budget, not a time budget, decides the default run: the same steps and the same
     # result on any machine (bit-identical on a CPU), however busy. ~900 steps of the small
     # preset take about 6 minutes on a quiet 2-core CPU and are enough for the transfer lesson.

@@ -31,7 +31,8 @@ def layer_lr_scales(cfg: FinetuneConfig, n_layer: int) -> dict[str, float] | Non
     if cfg.layer_lr_decay < 1.0:
         d = cfg.layer_lr_decay
         scales.update({f"body.blocks.{i}.": d ** (n_layer - 1 - i) for i in range(n_layer)})
-        scales.update({f"body.value_embeddings.{i}.": d ** (n_layer - 1 - i) for i in range(n_layer)})  # block i's
+        # each value-embedding table at its block's rate
+        scales.update({f"body.value_embeddings.{i}.": d ** (n_layer - 1 - i) for i in range(n_layer)})
         scales.update({"body.token_embedding.": d ** n_layer, "body.position.": d ** n_layer})
     return scales or None
 

@@ -88,9 +88,11 @@ def resumed_config(args, given: set[str]) -> PretrainConfig:
     clashes = [(name, getattr(args, name), job[name])
                for name in sorted(given & set(job) - set(RESUME_MAY_CHANGE) - {"overwrite"})
                if getattr(args, name) != job[name]]
-    clashes += [(name, getattr(args, name), saved["model"].get(name))
+    # a model setting an older run did not save has its default (ModelConfig.from_dict reads it so)
+    saved_model = {**{f.name: f.default for f in fields(ModelConfig)}, **saved["model"]}
+    clashes += [(name, getattr(args, name), saved_model[name])
                 for name in sorted(given & {f.name for f in fields(ModelConfig)})
-                if getattr(args, name) != saved["model"].get(name)]
+                if getattr(args, name) != saved_model[name]]
     if clashes:
         listed = ", ".join(f"{flag_name(name)} {new} (the run has {old})" for name, new, old in clashes)
         raise UserError(f"--resume continues {out} with its own settings, so {listed} cannot change; drop "
