@@ -221,17 +221,16 @@ def freeze_layers(model: MiniLMForSequenceClassification, freeze: str) -> tuple[
         p.requires_grad = freeze in ("none", "embeddings")
     for p in model.head.parameters():
         p.requires_grad = True
-    tables = model.body.value_embeddings  # block i's value embeddings train with block i
+    tables = model.body.value_embeddings or []  # block i's value-embedding table trains with block i
     for i in range(n_blocks - trainable_blocks, n_blocks):
-        for p in [*model.body.blocks[i].parameters(), *([tables[i].weight] if tables is not None else [])]:
+        for p in [*model.body.blocks[i].parameters(), *(tables[i].parameters() if tables else [])]:
             p.requires_grad = True
     if trainable_blocks > 0:
         for p in model.body.final_norm.parameters():
             p.requires_grad = True
     if freeze == "embeddings":  # after the blocks' loop, which unfroze their value embeddings
         positions = model.body.position.parameters() if model.body.position is not None else []
-        values = model.body.value_embeddings.parameters() if model.body.value_embeddings is not None else []
-        for p in [model.body.token_embedding.weight, *positions, *values]:
+        for p in [model.body.token_embedding.weight, *positions, *(t.weight for t in tables)]:
             p.requires_grad = False
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, count_parameters(model)

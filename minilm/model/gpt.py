@@ -184,7 +184,6 @@ class TransformerBody(nn.Module):
             cache.advance(T)
         return self.final_norm(x)  # (B, T, C)
 
-
     def value_embedding(self, layer: int, input_ids: torch.Tensor) -> torch.Tensor | None:
         """Block `layer`'s value embeddings of input_ids (B, T) -> (B, T, C); None without them."""
         return self.value_embeddings[layer](input_ids) if self.value_embeddings is not None else None
