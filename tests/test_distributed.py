@@ -189,9 +189,10 @@ def readme_command(prefix: str) -> list[str]:
 
 def test_gpt2_small_brings_gpu_job_defaults_unless_a_flag_is_given():
     cfg = pretrain.parse_args(["--preset", "gpt2-small", "--lr", "1e-3"])
-    assert (cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.vocab_size, cfg.max_time) == (1e-3, 6e-5, 1000, 32000, 0.0)
+    assert (cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.vocab_size, cfg.max_time, cfg.weight_decay) == \
+        (1e-3, 6e-5, 1000, 32000, 0.0, 0.1)
     cpu = pretrain.parse_args(["--preset", "small"])
-    assert (cpu.lr, cpu.warmup_steps, cpu.vocab_size) == (6e-3, 90, 4096)  # 10% of the 900-step default
+    assert (cpu.lr, cpu.warmup_steps, cpu.vocab_size, cpu.weight_decay) == (6e-3, 90, 4096, 0.0)  # 10% of 900 steps
 
 
 def test_the_readme_torchrun_command_runs_the_single_gpu_schedule():

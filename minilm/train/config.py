@@ -35,7 +35,8 @@ RECIPE_MODEL_DEFAULTS: dict = {"zero_init_residual": True, "tie_weights": False}
 # them). The defaults below suit the CPU presets; gpt2-small is a GPU model and takes GPT-2
 # small's recipe: a rate five times lower, a longer warmup, a real vocabulary and a step budget.
 PRESET_JOB_DEFAULTS = {
-    "gpt2-small": dict(vocab_size=32000, lr=6e-4, min_lr=6e-5, warmup_steps=1000, max_steps=20000, max_time=0.0),
+    "gpt2-small": dict(vocab_size=32000, lr=6e-4, min_lr=6e-5, warmup_steps=1000, max_steps=20000, max_time=0.0,
+                       weight_decay=0.1),
 }
 
 
@@ -51,7 +52,7 @@ class PretrainConfig:
     preset: str = option("small", "model size: tiny (tests), small (laptop CPU, minutes), medium (long CPU "
                                   "or short GPU run), gpt2-small (GPU; brings GPU job defaults for the flags not "
                                   "given: --vocab-size 32000 --lr 6e-4 --min-lr 6e-5 --warmup-steps 1000 "
-                                  "--max-steps 20000 --max-time 0)", tuple(PRESETS))
+                                  "--max-steps 20000 --max-time 0 --weight-decay 0.1)", tuple(PRESETS))
     vocab_size: int = option(4096, "tokenizer vocabulary size (trained on --data); the model's vocab_size")
     tokenizer_type: str = option("bpe", "SentencePiece algorithm for the tokenizer", ("bpe", "unigram"))
     val_fraction: float = option(0.05, "share of documents held out for validation")
@@ -62,7 +63,8 @@ class PretrainConfig:
     min_lr: float = option(0.0, "learning rate at the end of the decay")
     warmup_steps: int | None = option(None, "steps of linear warmup from 0 to --lr (default: "
                                             f"{DEFAULT_WARMUP}, or {WARMUP_SHARE:.0%} of a shorter --max-steps)")
-    weight_decay: float = option(0.1, "AdamW decoupled weight decay on weight matrices")
+    weight_decay: float = option(0.0, "decoupled weight decay on the weight matrices (Muon's and AdamW's); 0 "
+                                      "measured best for runs of minutes (docs/recipe.md); GPT-2 used 0.1")
     grad_clip: float = option(1.0, "clip the global gradient norm to this (0 = off)")
     optimizer: str = option("muon", "muon: orthogonalised momentum for the matrices inside the blocks, AdamW "
                                     "for the rest (same --lr); or adamw for every parameter (GPT-2's recipe)",
